@@ -1,0 +1,146 @@
+// stoa/store.h — a store that many threads and processes open at once.
+//
+// A store is a directory holding a data file (`stoa.data`, the persistent
+// heap every process maps), a lock file (`stoa.lock`, the session table,
+// cycle state and flight recorders), and `log/`, room for the write-ahead
+// log. Any number of processes may open the same directory; each maps the
+// files at whatever address it gets and refers to shared data by offset.
+//
+// Thread safety: `Store` is thread-safe; many threads may call `session()`,
+// `stats()` and `verify()` concurrently. A `Session` belongs to one thread at
+// a time (hand it over with external synchronisation). A `Store` must outlive
+// its sessions, and must not be used in a child after fork(): the child opens
+// the store again (the fork handler closes the inherited descriptors so a
+// dead parent is still seen as dead).
+#ifndef STOA_STORE_H_
+#define STOA_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stoa/options.h"
+#include "stoa/result.h"
+
+namespace stoa {
+
+class Session;
+namespace internal {
+class StoreImpl;
+class SessionCore;
+}  // namespace internal
+
+// One row of the session table, as `stats()` reports it.
+struct SessionInfo {
+  uint32_t slot = 0;
+  uint32_t generation = 0;
+  int64_t pid = 0;
+  uint64_t tid = 0;
+  // "live"; "parked" (closed, its retired memory not yet freeable);
+  // "dead" (its process is gone, not yet reclaimed); "recovering".
+  std::string state;
+  uint64_t pinned_cycle = 0;     // 0 when not pinned
+  double pin_age_seconds = 0;    // upper bound on how long it has been pinned
+  bool stalled = false;          // pinned longer than Options::stall_threshold
+  uint64_t purgatory_bytes = 0;  // retired by this session, not yet freed
+  uint64_t allocated_bytes = 0;  // allocated by this session minus freed
+};
+
+struct StoreStats {
+  std::string path;
+  uint64_t file_size = 0;
+  uint64_t max_size = 0;
+  uint64_t free_page_bytes = 0;     // in free page runs
+  uint64_t free_block_bytes = 0;    // in central free lists of small blocks
+  uint64_t used_bytes = 0;          // file_size minus the two above and metadata
+  uint32_t max_sessions = 0;
+  uint64_t current_cycle = 0;
+  uint64_t purgatory_bytes = 0;
+  uint64_t purgatory_objects = 0;
+  uint64_t sessions_recovered = 0;  // dead sessions reclaimed since the lock file was made
+  std::optional<SessionInfo> oldest_pin;
+  std::vector<SessionInfo> sessions;
+};
+
+struct VerifyReport {
+  bool exclusive = false;        // no other process had the store open: full check
+  uint64_t runs = 0;             // page runs walked
+  uint64_t slabs = 0;
+  uint64_t large_runs = 0;
+  uint64_t free_runs = 0;
+  uint64_t blocks_checked = 0;   // block guards checked
+  uint64_t blocks_live = 0;
+  uint64_t blocks_free = 0;
+  uint64_t blocks_cached = 0;
+  uint64_t blocks_retired = 0;
+  std::vector<std::string> problems;  // each names the damaged place
+  bool sound() const { return problems.empty(); }
+};
+
+class Store {
+ public:
+  // Opens (or creates, per options) the store in directory `path`.
+  // Errors: kNotFound (no store and create_if_missing is false), kExists,
+  // kPermission, kCorrupt (damaged or foreign file, naming path and reason),
+  // kVersionMismatch (another format or struct layout), kIo, kInvalidArgument.
+  static Result<std::unique_ptr<Store>> open(const std::string& path, const Options& options = {});
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // A new session (one thread's handle). Errors: kFull when every slot is
+  // taken by a live session, kClosed, kIo.
+  Result<Session> session();
+
+  // A snapshot of sizes, sessions, cycle and purgatory. Errors: kClosed.
+  Result<StoreStats> stats();
+
+  // Checks header, allocator metadata and every guard. When no other process
+  // has the store open the check is exhaustive (free lists, leaks, counts);
+  // otherwise it checks what can be checked while others run.
+  Result<VerifyReport> verify();
+
+  // Looks for dead sessions now and reclaims them; returns how many.
+  Result<uint32_t> reap_dead_sessions();
+
+  const std::string& path() const;
+  internal::StoreImpl* impl() { return impl_.get(); }
+
+ private:
+  explicit Store(std::unique_ptr<internal::StoreImpl> impl);
+  std::unique_ptr<internal::StoreImpl> impl_;
+};
+
+// One thread's handle on a store: a slot in the session table. Move-only.
+// Closing (or destroying) it returns its cached memory and frees its slot.
+class Session {
+ public:
+  Session() = default;
+  ~Session();
+  Session(Session&& other) noexcept;
+  Session& operator=(Session&& other) noexcept;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  bool is_open() const { return core_ != nullptr; }
+  // The slot index in the session table, and its generation.
+  uint32_t slot() const;
+  uint32_t generation() const;
+  // Returns caches, drains what purgatory it can, and frees the slot.
+  // Afterwards every call returns kClosed.
+  Status close();
+
+  internal::SessionCore* core() { return core_; }
+
+ private:
+  friend class Store;
+  explicit Session(internal::SessionCore* core) : core_(core) {}
+  internal::SessionCore* core_ = nullptr;
+};
+
+}  // namespace stoa
+
+#endif  // STOA_STORE_H_

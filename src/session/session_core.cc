@@ -1,0 +1,136 @@
+// session/session_core.cc — one session's operations: allocation, cycle pins,
+// retirement, collection, flight recording. No protocol of its own lives
+// here: each call delegates to the heap (region/heap.cc) or the cycle
+// manager (cycle/cycle.cc) and records what happened.
+#include "session/session_core.h"
+
+#include "store_impl.h"
+#include "util/clock.h"
+
+namespace stoa::internal {
+
+namespace {
+constexpr uint32_t kCollectEvery = 64;                    // retires between collects
+constexpr uint64_t kCollectBytes = uint64_t{4} << 20;     // or this much in purgatory
+Error closed_error() { return Error(Code::kClosed, "session is closed"); }
+}  // namespace
+
+const char* record_kind_name(RecordKind kind) {
+  switch (kind) {
+    case RecordKind::kNone: return "none";
+    case RecordKind::kOpen: return "open";
+    case RecordKind::kClose: return "close";
+    case RecordKind::kAlloc: return "alloc";
+    case RecordKind::kFree: return "free";
+    case RecordKind::kPublish: return "publish";
+    case RecordKind::kRetire: return "retire";
+    case RecordKind::kPin: return "pin";
+    case RecordKind::kAdvance: return "advance";
+    case RecordKind::kReclaim: return "reclaim";
+    case RecordKind::kRecover: return "recover";
+    case RecordKind::kCorrupt: return "corrupt";
+    case RecordKind::kUser: return "user";
+  }
+  return "unknown";
+}
+
+SessionCore::SessionCore(StoreImpl* store, uint32_t slot, uint32_t generation)
+    : store_(store),
+      slot_ptr_(store->table().slot(slot)),
+      slot_(slot),
+      generation_(generation) {}
+
+SessionCore::~SessionCore() = default;
+
+void SessionCore::record(RecordKind kind, Code result, uint64_t arg, uint64_t arg2) {
+  session::SessionSlot* s = slot_ptr_;
+  uint64_t i = s->recorder_next.load(std::memory_order_relaxed);
+  session::RecorderEntry& e = store_->table().ring(slot_)->entries[i % session::kRecorderEntries];
+  e.time_ns = util::coarse_real_ns();
+  e.kind = uint16_t(kind);
+  e.result = uint16_t(result);
+  e.generation = generation_;
+  e.arg = arg;
+  e.arg2 = arg2;
+  s->recorder_next.store(i + 1, std::memory_order_release);  // pairs with the dumper's acquire
+}
+
+Result<Offset> SessionCore::alloc(size_t size) {
+  if (closed_) return closed_error();
+  region::Owner o = owner();
+  auto r = store_->heap().alloc(o, size);
+  record(RecordKind::kAlloc, r.code(), r.ok() ? *r : 0, size);
+  return r;
+}
+
+Status SessionCore::publish(Offset body) {
+  if (closed_) return closed_error();
+  region::Owner o = owner();
+  Status st = store_->heap().publish(o, body);
+  record(RecordKind::kPublish, st.code(), body);
+  return st;
+}
+
+Status SessionCore::free(Offset body) {
+  if (closed_) return closed_error();
+  region::Owner o = owner();
+  Status st = store_->heap().free(o, body);
+  record(RecordKind::kFree, st.code(), body);
+  return st;
+}
+
+Status SessionCore::retire(Offset body) {
+  if (closed_) return closed_error();
+  region::Owner o = owner();
+  auto bytes = store_->heap().mark_retired(o, body);
+  record(RecordKind::kRetire, bytes.code(), body);
+  if (!bytes.ok()) return std::move(bytes).error();
+  store_->cycles().retire(slot_ptr_->purgatory, store_->heap(), o, body, *bytes);
+  if (++ops_since_collect_ >= kCollectEvery ||
+      slot_ptr_->purgatory.bytes.load(std::memory_order_relaxed) >= kCollectBytes) {
+    ops_since_collect_ = 0;
+    (void)collect();
+  }
+  return {};
+}
+
+Result<size_t> SessionCore::usable_size(Offset body) const {
+  if (closed_) return closed_error();
+  return store_->heap().usable_size(body);
+}
+
+Result<const char*> SessionCore::read(Offset body, size_t len) {
+  if (closed_) return closed_error();
+  STOA_TRY(store_->region().ensure(body, len));
+  return store_->region().ro(body);
+}
+
+const char* SessionCore::view(Offset off) const { return store_->region().ro(off); }
+char* SessionCore::write_ptr(Offset off) const { return store_->region().rw(off); }
+
+void SessionCore::pin() {
+  if (pin_depth_++ == 0) store_->cycles().pin(&slot_ptr_->pin);
+}
+
+void SessionCore::unpin() {
+  if (--pin_depth_ == 0) store_->cycles().unpin(&slot_ptr_->pin);
+}
+
+Result<uint64_t> SessionCore::collect() {
+  if (closed_) return closed_error();
+  cycle::CycleManager& cm = store_->cycles();
+  // Two advances make everything retired before this call freeable, unless
+  // someone is pinned; dead blockers are reclaimed on the way.
+  for (int i = 0; i < 2; i++) {
+    auto a = cm.try_advance();
+    if (!a.blockers.empty()) store_->reap_slots(a.blockers);
+    if (!a.advanced) break;
+    record(RecordKind::kAdvance, Code::kOk, a.cycle);
+  }
+  region::Owner o = owner();
+  uint64_t freed = cm.drain(slot_ptr_->purgatory, store_->heap(), o);
+  if (freed > 0) record(RecordKind::kReclaim, Code::kOk, freed);
+  return freed;
+}
+
+}  // namespace stoa::internal

@@ -1,0 +1,376 @@
+// store_impl.cc — opening, claiming, reclaiming and closing.
+//
+// Open (session_table.cc explains the OFD locks). Under the open lock:
+//  1. If no other process is attached ("alone"), the opener owns everything
+//     shared. It creates the data file if asked (written under a temporary
+//     name, synced, renamed), validates or rebuilds the lock file, and
+//     repairs the heap: if the last closer did not leave it clean (a crash,
+//     or a process killed while others were gone), rebuild_all() frees every
+//     block that is not kLive — whatever dead sessions cached, allocated
+//     privately or retired — rebuilds free lists and bins and reinitialises
+//     the robust mutexes (their holders may be from before a reboot). Every
+//     slot is reset to kFree, keeping its generation and flight recorder.
+//     Then it marks the heap not-clean (a crash from now on forces the next
+//     lone opener to rebuild) and downgrades to a shared attach.
+//  2. Otherwise it checks the lock file belongs to this data file and layout.
+//
+// Claim: take a slot's OFD byte. If the slot was not kFree its owner died:
+// mark it kRecovering, bump the generation, and reclaim the dead session's
+// memory into the new session (heap.cc: cached and private blocks are freed,
+// retired ones join the new session's purgatory), then mark it kLive. A
+// crash during reclamation leaves the slot kRecovering with the byte
+// released; the next claimer does it again (reclamation is idempotent: it
+// acts on tags, and the generation in the tags is the dead owner's).
+//
+// Reaping: the watchdog (and any collect that finds a slot blocking the
+// cycle) probes slots held by other processes; a slot whose byte it can take
+// is claimed as above, then closed at once.
+//
+// Close of a session: flush its cache, free its private blocks (a scan, only
+// when it has any), drain its purgatory; if blocks in it may still be seen by
+// a pinned reader, the session is parked — its slot stays held by this
+// process until the watchdog drains it. At process exit the parked slots
+// look dead to the others, who reclaim them like any dead session.
+//
+// Last close: under the open lock, upgrade the attach lock. If that works,
+// no one else is attached: drain every parked purgatory completely (no
+// reader exists), free the slots, and mark the heap clean.
+#include "store_impl.h"
+
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "util/clock.h"
+
+namespace stoa::internal {
+
+namespace {
+
+// Open stores of this process, for the fork handlers.
+std::mutex& registry_mu() {
+  static std::mutex mu;
+  return mu;
+}
+std::set<StoreImpl*>& registry() {
+  static std::set<StoreImpl*> s;
+  return s;
+}
+void fork_prepare() { registry_mu().lock(); }
+void fork_parent() { registry_mu().unlock(); }
+void fork_child() {
+  for (StoreImpl* s : registry()) s->forget_after_fork();
+  registry_mu().unlock();
+}
+void install_fork_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(fork_prepare, fork_parent, fork_child); });
+}
+
+bool path_exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, const Options& options,
+                                                   Env* env) {
+  if (path.empty()) return Error(Code::kInvalidArgument, "store path is empty");
+  if (options.max_sessions == 0 || options.max_sessions > region::kMaxSlots) {
+    return Error(Code::kInvalidArgument,
+                 fmt::format("max_sessions {} out of range [1, {}]", options.max_sessions,
+                             region::kMaxSlots));
+  }
+  std::unique_ptr<StoreImpl> s(new StoreImpl());
+  s->path_ = path;
+  s->options_ = options;
+  s->env_ = env != nullptr ? env : Env::posix();
+  STOA_TRY(s->open_protocol());
+  s->cycles_ = std::make_unique<cycle::CycleManager>(&s->table_->header()->cycle, s->table_.get(),
+                                                     cycle::CycleManager::register_membarrier());
+  install_fork_handlers();
+  {
+    std::lock_guard<std::mutex> g(registry_mu());
+    registry().insert(s.get());
+  }
+  if (options.watchdog_interval.count() > 0) {
+    s->watchdog_ = std::thread([p = s.get()] { p->watchdog_loop(); });
+  }
+  return s;
+}
+
+Status StoreImpl::open_protocol() {
+  const std::string data = path_ + "/" + kDataFileName;
+  struct stat st;
+  if (::stat(path_.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      return Error(Code::kInvalidArgument, fmt::format("{}: not a directory", path_));
+    }
+  } else if (errno != ENOENT || !options_.create_if_missing) {
+    if (errno == ENOENT) {
+      return Error(Code::kNotFound, fmt::format("{}: no such store", path_));
+    }
+    return errno_error(errno, "stat", path_);
+  } else {
+    STOA_TRY(env_->make_dir(path_));
+  }
+  const bool data_exists = path_exists(data);
+  if (!data_exists && !options_.create_if_missing) {
+    return Error(Code::kNotFound, fmt::format("{}: not a Stoa store (no {})", path_, kDataFileName));
+  }
+  if (data_exists && options_.error_if_exists) {
+    return Error(Code::kExists, fmt::format("{}: store already exists", path_));
+  }
+  STOA_ASSIGN(table_, session::SessionTable::open_locked(env_, path_ + "/" + kLockFileName));
+  const bool alone = table_->try_attach_exclusive();
+  if (!path_exists(data)) {
+    if (!alone) {
+      return Error(Code::kCorrupt, fmt::format("{}: {} is missing while other processes have the "
+                                               "store open",
+                                               path_, kDataFileName));
+    }
+    region::CreateParams cp{options_.max_size, options_.initial_size, options_.grow_chunk,
+                            options_.max_sessions, uint32_t(options_.durability)};
+    STOA_TRY(region::Region::create(env_, data, cp));
+    STOA_TRY(env_->make_dir(path_ + "/" + kLogDirName));
+    STOA_TRY(env_->sync_dir(path_));
+  }
+  STOA_ASSIGN(region_, region::Region::open(env_, data));
+  heap_ = std::make_unique<region::Heap>(region_.get(), options_.poison_freed);
+  const uint32_t slots = region_->header().max_sessions;
+  if (alone) {
+    bool recreated = false;
+    STOA_TRY(table_->init_alone(slots, region_->seed(), &recreated));
+    bool tidy = heap_->clean() && !recreated;
+    for (uint32_t i = 0; i < slots && tidy; i++) {
+      tidy = table_->slot(i)->state.load(std::memory_order_relaxed) ==
+             uint32_t(session::SlotState::kFree);
+    }
+    if (tidy) {
+      heap_->reset_locks();
+    } else {
+      STOA_TRY(heap_->rebuild_all());
+      for (uint32_t i = 0; i < slots; i++) {
+        session::SessionSlot* sl = table_->slot(i);
+        if (sl->state.load(std::memory_order_relaxed) != uint32_t(session::SlotState::kFree)) {
+          table_->header()->recoveries.fetch_add(1, std::memory_order_relaxed);
+        }
+        sl->pin.cycle.store(0, std::memory_order_relaxed);
+        sl->cache = region::HeapCache{};
+        cycle::CycleManager::reset(sl->purgatory);
+        sl->allocated_bytes.store(0, std::memory_order_relaxed);
+        sl->flags = 0;
+        sl->state.store(uint32_t(session::SlotState::kFree), std::memory_order_release);
+      }
+    }
+    heap_->set_clean(false);
+    STOA_TRY(table_->attach_shared());
+  } else {
+    STOA_TRY(table_->check_attached(slots, region_->seed()));
+    STOA_TRY(table_->attach_shared());
+  }
+  table_->unlock_open();
+  return {};
+}
+
+StoreImpl::~StoreImpl() {
+  {
+    std::lock_guard<std::mutex> g(watchdog_mu_);
+    stopping_ = true;
+  }
+  watchdog_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+  {
+    std::lock_guard<std::mutex> g(registry_mu());
+    registry().erase(this);
+  }
+  if (!forked_ && table_ && heap_) close_protocol();
+}
+
+void StoreImpl::close_protocol() {
+  drain_parked();
+  if (!table_->lock_open().ok()) return;
+  if (table_->try_attach_exclusive()) {
+    std::lock_guard<std::mutex> g(parked_mu_);
+    for (auto& core : parked_) {
+      region::Owner o = core->owner();
+      cycles_->drain(core->slot_ptr()->purgatory, *heap_, o, /*all=*/true);
+      free_slot(core.get());
+    }
+    parked_.clear();
+    bool tidy = true;
+    for (uint32_t i = 0; i < table_->slot_count(); i++) {
+      tidy &= table_->slot(i)->state.load(std::memory_order_acquire) ==
+              uint32_t(session::SlotState::kFree);
+    }
+    heap_->set_clean(tidy);
+  }
+  // Closing the lock file's descriptor (table_ destructor) drops the locks.
+}
+
+void StoreImpl::forget_after_fork() {
+  forked_ = true;
+  if (table_) table_->forget_after_fork();
+  // The thread did not survive fork; forget it without joining.
+  if (watchdog_.joinable()) watchdog_.detach();
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
+  session::SessionTable& t = *table_;
+  if (t.owned_here(i) || !t.try_take(i)) return static_cast<SessionCore*>(nullptr);
+  session::SessionSlot* sl = t.slot(i);
+  const uint32_t state = sl->state.load(std::memory_order_acquire);
+  const uint32_t old_gen = sl->generation;
+  const bool dead = state != uint32_t(session::SlotState::kFree);
+  t.mark_owned(i, true);
+  if (dead) sl->state.store(uint32_t(session::SlotState::kRecovering), std::memory_order_release);
+  sl->pin.cycle.store(0, std::memory_order_release);
+  sl->cache = region::HeapCache{};
+  cycle::CycleManager::reset(sl->purgatory);
+  sl->allocated_bytes.store(0, std::memory_order_relaxed);
+  sl->generation = (old_gen + 1) & region::kGenMask;
+  sl->pid = ::getpid();
+  sl->tid = uint64_t(::syscall(SYS_gettid));
+  sl->started_ns = util::real_ns();
+  sl->flags = 0;
+  auto core = std::make_unique<SessionCore>(this, i, sl->generation);
+  if (dead) {
+    region::Owner o = core->owner();
+    Status st = heap_->recover(o, i, old_gen, [&](region::Offset body, uint64_t bytes) {
+      cycles_->retire(sl->purgatory, *heap_, o, body, bytes);
+    });
+    table_->header()->recoveries.fetch_add(1, std::memory_order_relaxed);
+    core->record(RecordKind::kRecover, st.code(), i, old_gen);
+    if (!st.ok()) {
+      // Leave it kRecovering and held: the scan found damage. verify names it.
+      return std::move(st).error();
+    }
+  }
+  sl->state.store(uint32_t(session::SlotState::kLive), std::memory_order_release);
+  core->record(RecordKind::kOpen, Code::kOk, uint64_t(sl->pid));
+  return core.release();
+}
+
+Result<SessionCore*> StoreImpl::new_session() {
+  if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
+  std::lock_guard<std::mutex> g(table_->claim_mutex());
+  for (uint32_t i = 0; i < table_->slot_count(); i++) {
+    STOA_ASSIGN(SessionCore* core, try_claim_locked(i));
+    if (core != nullptr) return core;
+  }
+  return Error(Code::kFull, fmt::format("{}: session table full: all {} slots are held by live "
+                                        "sessions",
+                                        path_, table_->slot_count()));
+}
+
+void StoreImpl::free_slot(SessionCore* core) {
+  session::SessionSlot* sl = core->slot_ptr();
+  sl->pin.cycle.store(0, std::memory_order_release);
+  sl->state.store(uint32_t(session::SlotState::kFree), std::memory_order_release);
+  std::lock_guard<std::mutex> g(table_->claim_mutex());
+  table_->mark_owned(core->slot(), false);
+  table_->untake(core->slot());
+}
+
+Status StoreImpl::close_session(SessionCore* raw) {
+  std::unique_ptr<SessionCore> core(raw);
+  if (core->pinned()) {
+    core->pin_depth_ = 1;
+    core->unpin();
+  }
+  region::Owner o = core->owner();
+  heap_->flush_cache(o);
+  Status st;
+  if (o.allocated->load(std::memory_order_relaxed) > 0) {
+    // Private blocks never published or freed: reclaim them now (a scan).
+    st = heap_->recover(o, core->slot(), core->generation(), nullptr);
+  }
+  (void)core->collect();
+  core->record(RecordKind::kClose, st.code());
+  core->closed_ = true;
+  if (core->slot_ptr()->purgatory.objects.load(std::memory_order_relaxed) == 0) {
+    free_slot(core.get());
+  } else {
+    core->slot_ptr()->flags |= session::kSlotParked;
+    std::lock_guard<std::mutex> g(parked_mu_);
+    parked_.push_back(std::move(core));
+  }
+  return st;
+}
+
+void StoreImpl::drain_parked() {
+  std::lock_guard<std::mutex> g(parked_mu_);
+  if (parked_.empty()) return;
+  for (int i = 0; i < 2; i++) {
+    auto a = cycles_->try_advance();
+    if (!a.advanced) break;
+  }
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    region::Owner o = (*it)->owner();
+    cycles_->drain((*it)->slot_ptr()->purgatory, *heap_, o);
+    if ((*it)->slot_ptr()->purgatory.objects.load(std::memory_order_relaxed) == 0) {
+      free_slot(it->get());
+      it = parked_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void StoreImpl::reap_slots(const std::vector<uint32_t>& slots) {
+  for (uint32_t i : slots) {
+    SessionCore* core = nullptr;
+    {
+      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      auto r = try_claim_locked(i);
+      if (!r.ok() || *r == nullptr) continue;
+      core = *r;
+    }
+    (void)close_session(core);
+  }
+}
+
+Result<uint32_t> StoreImpl::reap_dead_sessions() {
+  if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
+  std::vector<uint32_t> suspects;
+  for (uint32_t i = 0; i < table_->slot_count(); i++) {
+    uint32_t st = table_->slot(i)->state.load(std::memory_order_acquire);
+    if (st == uint32_t(session::SlotState::kFree)) continue;
+    {
+      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      if (table_->owned_here(i)) continue;
+    }
+    if (!table_->held_by_other(i)) suspects.push_back(i);
+  }
+  uint64_t before = table_->header()->recoveries.load(std::memory_order_relaxed);
+  reap_slots(suspects);
+  return uint32_t(table_->header()->recoveries.load(std::memory_order_relaxed) - before);
+}
+
+void StoreImpl::watchdog_loop() {
+  std::unique_lock<std::mutex> lk(watchdog_mu_);
+  while (!stopping_) {
+    watchdog_cv_.wait_for(lk, options_.watchdog_interval, [&] { return stopping_; });
+    if (stopping_) break;
+    lk.unlock();
+    (void)reap_dead_sessions();
+    auto a = cycles_->try_advance();
+    if (!a.blockers.empty()) reap_slots(a.blockers);
+    drain_parked();
+    lk.lock();
+  }
+}
+
+bool StoreImpl::exclusive_now() { return !table_->others_attached(); }
+
+}  // namespace stoa::internal

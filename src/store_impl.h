@@ -1,0 +1,100 @@
+// store_impl.h — the open store of one process: ties the region (data file),
+// the session table (lock file) and cycle locking together, and runs the
+// open, claim, recovery and close protocols described in store_impl.cc.
+//
+// Thread safety: every public method is thread-safe.
+#ifndef STOA_STORE_IMPL_H_
+#define STOA_STORE_IMPL_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cycle/cycle.h"
+#include "env/env.h"
+#include "region/heap.h"
+#include "region/region.h"
+#include "session/session_core.h"
+#include "session/session_table.h"
+#include "stoa/options.h"
+#include "stoa/store.h"
+
+namespace stoa::internal {
+
+inline constexpr const char* kDataFileName = "stoa.data";
+inline constexpr const char* kLockFileName = "stoa.lock";
+inline constexpr const char* kLogDirName = "log";
+
+class StoreImpl {
+ public:
+  static Result<std::unique_ptr<StoreImpl>> open(const std::string& path, const Options& options,
+                                                 Env* env = nullptr);
+  ~StoreImpl();
+
+  // A new session in a free slot (or a dead one, reclaimed first). The
+  // caller owns it until it hands it to close_session(). Errors: kFull.
+  Result<SessionCore*> new_session();
+  // Returns the session's cache and private blocks, frees what purgatory it
+  // can, and frees its slot; a session whose retired blocks are still
+  // visible to some pin is parked until they are freed (by the watchdog or
+  // later collects). Deletes or keeps `core`; the caller must not use it.
+  Status close_session(SessionCore* core);
+
+  Result<StoreStats> stats();
+  Result<VerifyReport> verify();
+  // Probes every slot held by another process; reclaims the dead ones.
+  Result<uint32_t> reap_dead_sessions();
+  // Probes the given slots (blockers of a cycle advance) and reclaims the dead.
+  void reap_slots(const std::vector<uint32_t>& slots);
+  // Frees parked sessions whose purgatory has become safe.
+  void drain_parked();
+  // Flight recorders of every slot that has entries (or just `slot`).
+  Result<std::vector<RecorderDump>> recorder(std::optional<uint32_t> slot = std::nullopt);
+
+  const std::string& path() const { return path_; }
+  const Options& options() const { return options_; }
+  region::Region& region() { return *region_; }
+  region::Heap& heap() { return *heap_; }
+  session::SessionTable& table() { return *table_; }
+  cycle::CycleManager& cycles() { return *cycles_; }
+  bool exclusive_now();
+
+  // fork() support (see store.cc): the child drops inherited descriptors.
+  void forget_after_fork();
+
+ private:
+  StoreImpl() = default;
+  Status open_protocol();
+  // Takes slot i if its byte is free; reclaims a dead owner's leftovers into
+  // the new session. claim_mu held. nullptr when the slot is held.
+  Result<SessionCore*> try_claim_locked(uint32_t i);
+  void free_slot(SessionCore* core);
+  void watchdog_loop();
+  void close_protocol();
+
+  std::string path_;
+  Options options_;
+  Env* env_ = nullptr;
+  std::unique_ptr<region::Region> region_;
+  std::unique_ptr<region::Heap> heap_;
+  std::unique_ptr<session::SessionTable> table_;
+  std::unique_ptr<cycle::CycleManager> cycles_;
+  bool forked_ = false;
+
+  std::mutex parked_mu_;
+  std::vector<std::unique_ptr<SessionCore>> parked_;  // guarded by parked_mu_
+
+  std::mutex watchdog_mu_;
+  std::condition_variable watchdog_cv_;
+  bool stopping_ = false;  // guarded by watchdog_mu_
+  std::thread watchdog_;
+};
+
+}  // namespace stoa::internal
+
+#endif  // STOA_STORE_IMPL_H_

@@ -1,0 +1,145 @@
+// store_report.cc — what `stoa stat`, `stoa verify` and `stoa recorder` show:
+// read-only walks over the lock file and the heap. No protocol lives here.
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "store_impl.h"
+#include "util/clock.h"
+
+namespace stoa::internal {
+
+namespace {
+
+const char* slot_state_name(uint32_t st, bool alive) {
+  switch (session::SlotState(st)) {
+    case session::SlotState::kFree: return "free";
+    case session::SlotState::kLive: return alive ? "live" : "dead";
+    case session::SlotState::kRecovering: return alive ? "recovering" : "dead";
+  }
+  return "invalid";
+}
+
+}  // namespace
+
+Result<StoreStats> StoreImpl::stats() {
+  if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
+  StoreStats s;
+  s.path = path_;
+  s.file_size = region_->file_size();
+  s.max_size = region_->max_size();
+  region::HeapStats hs = heap_->stats();
+  s.free_page_bytes = hs.free_page_bytes;
+  s.free_block_bytes = hs.free_block_bytes;
+  uint64_t meta = region::kHeapStart;
+  s.used_bytes = s.file_size - std::min(s.file_size, hs.free_page_bytes + hs.free_block_bytes + meta);
+  s.max_sessions = table_->slot_count();
+  const session::LockHeader* lh = table_->header();
+  s.current_cycle = lh->cycle.current.load(std::memory_order_acquire);
+  s.sessions_recovered = lh->recoveries.load(std::memory_order_relaxed);
+  const uint64_t now = util::mono_ns();
+  const double threshold = double(options_.stall_threshold.count()) / 1e3;
+  for (uint32_t i = 0; i < table_->slot_count(); i++) {
+    const session::SessionSlot* sl = table_->slot(i);
+    uint32_t st = sl->state.load(std::memory_order_acquire);
+    if (st == uint32_t(session::SlotState::kFree)) continue;
+    bool here;
+    {
+      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      here = table_->owned_here(i);
+    }
+    SessionInfo info;
+    info.slot = i;
+    info.generation = sl->generation;
+    info.pid = sl->pid;
+    info.tid = sl->tid;
+    bool alive = here || table_->held_by_other(i);
+    info.state = slot_state_name(st, alive);
+    if (alive && (sl->flags & session::kSlotParked)) info.state = "parked";
+    info.pinned_cycle = sl->pin.cycle.load(std::memory_order_acquire);
+    if (info.pinned_cycle != 0 && info.pinned_cycle < s.current_cycle &&
+        s.current_cycle - info.pinned_cycle < cycle::kCycleRing) {
+      // Pinned before the next cycle began: at least this long.
+      uint64_t began =
+          lh->cycle.started_ns[(info.pinned_cycle + 1) % cycle::kCycleRing].load(std::memory_order_relaxed);
+      if (began != 0 && began < now) info.pin_age_seconds = double(now - began) / 1e9;
+    } else if (info.pinned_cycle != 0 && info.pinned_cycle + cycle::kCycleRing <= s.current_cycle) {
+      info.pin_age_seconds = threshold + 1;  // older than the ring remembers
+    }
+    info.stalled = alive && info.pin_age_seconds > threshold;
+    info.purgatory_bytes = sl->purgatory.bytes.load(std::memory_order_relaxed);
+    info.allocated_bytes = sl->allocated_bytes.load(std::memory_order_relaxed);
+    s.purgatory_bytes += info.purgatory_bytes;
+    s.purgatory_objects += sl->purgatory.objects.load(std::memory_order_relaxed);
+    if (info.pinned_cycle != 0 &&
+        (!s.oldest_pin || info.pinned_cycle < s.oldest_pin->pinned_cycle)) {
+      s.oldest_pin = info;
+    }
+    s.sessions.push_back(std::move(info));
+  }
+  return s;
+}
+
+Result<VerifyReport> StoreImpl::verify() {
+  if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
+  VerifyReport rep;
+  rep.exclusive = exclusive_now();
+  std::string hp = region_->path();
+  Status hs = region::Region::check_header(region_->header(), region_->file_size(), hp);
+  if (!hs.ok()) rep.problems.push_back(hs.error().message());
+  heap_->verify(rep, rep.exclusive);
+  if (rep.exclusive) {
+    // With nobody else attached, only this process's sessions may own
+    // cached, private or retired blocks; the rest would be leaks. The heap
+    // walk counted them; compare with what this process's slots account for.
+    uint64_t live_slots = 0;
+    for (uint32_t i = 0; i < table_->slot_count(); i++) {
+      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      if (table_->owned_here(i)) live_slots++;
+    }
+    if (live_slots == 0 && (rep.blocks_cached != 0 || rep.blocks_retired != 0)) {
+      rep.problems.push_back(fmt::format("{}: {} cached and {} retired blocks belong to no session "
+                                         "(leak)",
+                                         hp, rep.blocks_cached, rep.blocks_retired));
+    }
+  }
+  return rep;
+}
+
+Result<std::vector<RecorderDump>> StoreImpl::recorder(std::optional<uint32_t> only) {
+  if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
+  if (only && *only >= table_->slot_count()) {
+    return Error(Code::kInvalidArgument,
+                 fmt::format("no session slot {} (the table has {})", *only, table_->slot_count()));
+  }
+  std::vector<RecorderDump> out;
+  for (uint32_t i = 0; i < table_->slot_count(); i++) {
+    if (only && *only != i) continue;
+    const session::SessionSlot* sl = table_->slot(i);
+    uint64_t next = sl->recorder_next.load(std::memory_order_acquire);
+    if (next == 0 && !only) continue;
+    RecorderDump d;
+    d.slot = i;
+    d.generation = sl->generation;
+    d.pid = sl->pid;
+    uint32_t st = sl->state.load(std::memory_order_acquire);
+    bool here;
+    {
+      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      here = table_->owned_here(i);
+    }
+    d.state = slot_state_name(st, here || table_->held_by_other(i));
+    uint64_t n = std::min<uint64_t>(next, session::kRecorderEntries);
+    const session::RecorderRing* ring = table_->ring(i);
+    for (uint64_t k = next - n; k < next; k++) {
+      const session::RecorderEntry& e = ring->entries[k % session::kRecorderEntries];
+      d.entries.push_back(RecorderDump::Entry{e.time_ns, record_kind_name(RecordKind(e.kind)),
+                                              std::string(code_name(Code(e.result))),
+                                              e.generation, e.arg, e.arg2});
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace stoa::internal

@@ -1,0 +1,29 @@
+// util/hash.h — checksums and keyed guard hashes (xxHash, XXH3).
+//
+// Thread safety: pure functions.
+#ifndef STOA_UTIL_HASH_H_
+#define STOA_UTIL_HASH_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace stoa::util {
+
+// XXH3-64 of a byte range.
+uint64_t checksum64(const void* data, size_t len, uint64_t seed = 0);
+
+// A cheap keyed mix of two words (not cryptographic): guards in headers,
+// so a stray copy of a header to another place, or a flipped bit, fails.
+inline uint64_t mix64(uint64_t a, uint64_t b, uint64_t seed) {
+  uint64_t x = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) ^ seed;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 32;
+  return x;
+}
+
+}  // namespace stoa::util
+
+#endif  // STOA_UTIL_HASH_H_
