@@ -125,11 +125,11 @@ Status StoreImpl::open_protocol() {
   if (!data_exists && !options_.create_if_missing) {
     return Error(Code::kNotFound, fmt::format("{}: not a Stoa store (no {})", path_, kDataFileName));
   }
-  if (data_exists && options_.error_if_exists) {
-    return Error(Code::kExists, fmt::format("{}: store already exists", path_));
-  }
   STOA_ASSIGN(table_, session::SessionTable::open_locked(env_, path_ + "/" + kLockFileName));
   const bool alone = table_->try_attach_exclusive();
+  if (path_exists(data) && options_.error_if_exists) {
+    return Error(Code::kExists, fmt::format("{}: store already exists", path_));
+  }
   if (!path_exists(data)) {
     if (!alone) {
       return Error(Code::kCorrupt, fmt::format("{}: {} is missing while other processes have the "
@@ -202,6 +202,7 @@ void StoreImpl::close_protocol() {
     for (auto& core : parked_) {
       region::Owner o = core->owner();
       cycles_->drain(core->slot_ptr()->purgatory, *heap_, o, /*all=*/true);
+      heap_->flush_cache(o);
       free_slot(core.get());
     }
     parked_.clear();
@@ -232,13 +233,21 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
   const uint32_t state = sl->state.load(std::memory_order_acquire);
   const uint32_t old_gen = sl->generation;
   const bool dead = state != uint32_t(session::SlotState::kFree);
+  // A recoverer that died part-way left blocks under two generations: the
+  // original owner's (recover_from) and its own (generation).
+  const bool interrupted = state == uint32_t(session::SlotState::kRecovering);
+  const uint32_t first_gen = interrupted ? sl->recover_from : old_gen;
   t.mark_owned(i, true);
-  if (dead) sl->state.store(uint32_t(session::SlotState::kRecovering), std::memory_order_release);
+  if (dead && !interrupted) {
+    sl->recover_from = old_gen;
+    sl->state.store(uint32_t(session::SlotState::kRecovering), std::memory_order_release);
+  }
   sl->pin.cycle.store(0, std::memory_order_release);
   sl->cache = region::HeapCache{};
   cycle::CycleManager::reset(sl->purgatory);
   sl->allocated_bytes.store(0, std::memory_order_relaxed);
   sl->generation = (old_gen + 1) & region::kGenMask;
+  if (sl->generation == first_gen) sl->generation = (sl->generation + 1) & region::kGenMask;
   sl->pid = ::getpid();
   sl->tid = uint64_t(::syscall(SYS_gettid));
   sl->started_ns = util::real_ns();
@@ -246,9 +255,11 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
   auto core = std::make_unique<SessionCore>(this, i, sl->generation);
   if (dead) {
     region::Owner o = core->owner();
-    Status st = heap_->recover(o, i, old_gen, [&](region::Offset body, uint64_t bytes) {
+    auto to_purgatory = [&](region::Offset body, uint64_t bytes) {
       cycles_->retire(sl->purgatory, *heap_, o, body, bytes);
-    });
+    };
+    Status st = heap_->recover(o, i, first_gen, to_purgatory);
+    if (st.ok() && interrupted && old_gen != first_gen) st = heap_->recover(o, i, old_gen, to_purgatory);
     table_->header()->recoveries.fetch_add(1, std::memory_order_relaxed);
     core->record(RecordKind::kRecover, st.code(), i, old_gen);
     if (!st.ok()) {
@@ -289,13 +300,13 @@ Status StoreImpl::close_session(SessionCore* raw) {
     core->unpin();
   }
   region::Owner o = core->owner();
+  (void)core->collect();  // frees safe purgatory into the cache, flushed next
   heap_->flush_cache(o);
   Status st;
   if (o.allocated->load(std::memory_order_relaxed) > 0) {
     // Private blocks never published or freed: reclaim them now (a scan).
     st = heap_->recover(o, core->slot(), core->generation(), nullptr);
   }
-  (void)core->collect();
   core->record(RecordKind::kClose, st.code());
   core->closed_ = true;
   if (core->slot_ptr()->purgatory.objects.load(std::memory_order_relaxed) == 0) {
@@ -318,6 +329,7 @@ void StoreImpl::drain_parked() {
   for (auto it = parked_.begin(); it != parked_.end();) {
     region::Owner o = (*it)->owner();
     cycles_->drain((*it)->slot_ptr()->purgatory, *heap_, o);
+    heap_->flush_cache(o);
     if ((*it)->slot_ptr()->purgatory.objects.load(std::memory_order_relaxed) == 0) {
       free_slot(it->get());
       it = parked_.erase(it);

@@ -87,22 +87,13 @@ Result<VerifyReport> StoreImpl::verify() {
   std::string hp = region_->path();
   Status hs = region::Region::check_header(region_->header(), region_->file_size(), hp);
   if (!hs.ok()) rep.problems.push_back(hs.error().message());
-  heap_->verify(rep, rep.exclusive);
-  if (rep.exclusive) {
-    // With nobody else attached, only this process's sessions may own
-    // cached, private or retired blocks; the rest would be leaks. The heap
-    // walk counted them; compare with what this process's slots account for.
-    uint64_t live_slots = 0;
-    for (uint32_t i = 0; i < table_->slot_count(); i++) {
-      std::lock_guard<std::mutex> g(table_->claim_mutex());
-      if (table_->owned_here(i)) live_slots++;
-    }
-    if (live_slots == 0 && (rep.blocks_cached != 0 || rep.blocks_retired != 0)) {
-      rep.problems.push_back(fmt::format("{}: {} cached and {} retired blocks belong to no session "
-                                         "(leak)",
-                                         hp, rep.blocks_cached, rep.blocks_retired));
-    }
-  }
+  // With nobody else attached, only this process's sessions (open or
+  // parked) may own cached, private or retired blocks; others are leaks.
+  heap_->verify(rep, rep.exclusive, [&](uint32_t slot, uint32_t gen) {
+    if (slot >= table_->slot_count()) return false;
+    std::lock_guard<std::mutex> g(table_->claim_mutex());
+    return table_->owned_here(slot) && (table_->slot(slot)->generation & region::kGenMask) == gen;
+  });
   return rep;
 }
 

@@ -73,7 +73,8 @@ struct VerifyReport {
   uint64_t blocks_checked = 0;   // block guards checked
   uint64_t blocks_live = 0;
   uint64_t blocks_free = 0;
-  uint64_t blocks_cached = 0;
+  uint64_t blocks_cached = 0;    // in some session's cache
+  uint64_t blocks_private = 0;   // allocated, not yet published
   uint64_t blocks_retired = 0;
   std::vector<std::string> problems;  // each names the damaged place
   bool sound() const { return problems.empty(); }

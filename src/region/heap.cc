@@ -196,6 +196,24 @@ Status Heap::refill(Owner& o, uint32_t cls) {
   uint32_t want = batch_size(cls), got = 0;
   Offset first = cm.head, tail = 0, b = first;
   while (b != 0 && got < want) {
+    Tag t;
+    if (b % 16 != 0 || b < kHeapStart || !region_->ensure(b, kBlockHeaderSize).ok() ||
+        !decode_tag(seed_, b, blk(b)->tag.load(std::memory_order_acquire), &t) ||
+        t.state != BlockState::kFree || t.klass != cls) {
+      // Damaged list: cut it here (verify reports the lost blocks) and say so.
+      if (tail != 0) blk(tail)->link.store(0, std::memory_order_relaxed);
+      else first = 0;
+      Offset bad = b;
+      b = 0;
+      cm.count = 0;
+      if (got == 0) {
+        cm.head = 0;
+        unlock_class(cls);
+        return Error(Code::kCorrupt, fmt::format("{}: free list of class {} is damaged at offset {}",
+                                                 region_->path(), cls, bad));
+      }
+      break;
+    }
     set_tag(b, Tag{BlockState::kCached, cls, o.slot, o.gen});
     tail = b;
     b = blk(b)->link.load(std::memory_order_relaxed);
@@ -375,9 +393,8 @@ void Heap::repair_class(uint32_t cls) {
 // Page heap
 
 bool Heap::run_at(Offset run, RunInfo* r) const {
-  if (run < kHeapStart || run % kPageSize != 0 || run + kPageSize > region_->mapped()) {
-    if (!region_->ensure(run, kPageSize).ok()) return false;
-  }
+  if (run < kHeapStart || run % kPageSize != 0) return false;
+  if (run + kPageSize > region_->mapped() && !region_->ensure(run, kPageSize).ok()) return false;
   uint64_t w = reinterpret_cast<const RunHeader*>(region_->ro(run))->word.load(
       std::memory_order_acquire);
   return decode_run(seed_, run, w, r);
@@ -597,7 +614,7 @@ Status Heap::recover(Owner& to, uint32_t dead_slot, uint32_t dead_gen,
           set_tag(b, Tag{BlockState::kCached, t.klass, to.slot, to.gen});
           chains[t.klass].push_back(b);
         }
-      } else if (t.state == BlockState::kRetired) {
+      } else if (t.state == BlockState::kRetired && on_retired) {
         set_tag(b, Tag{BlockState::kRetired, t.klass, to.slot, to.gen});
         on_retired(b + kBlockHeaderSize, bytes);
       }
@@ -634,6 +651,7 @@ void Heap::reset_locks() {
   HeapMeta* m = meta();
   util::shm_mutex_init(&m->page_lock);
   for (auto& c : m->classes) util::shm_mutex_init(&c.lock);
+  repair_pages();
 }
 
 void Heap::set_clean(bool clean) { meta()->clean = clean ? 1 : 0; }
@@ -700,7 +718,8 @@ HeapStats Heap::stats() {
   return s;
 }
 
-void Heap::verify(VerifyReport& rep, bool exclusive) {
+void Heap::verify(VerifyReport& rep, bool exclusive,
+                  const std::function<bool(uint32_t, uint32_t)>& owner_ok) {
   const std::string& path = region_->path();
   auto problem = [&](std::string s) {
     if (rep.problems.size() < 100) rep.problems.push_back(fmt::format("{}: {}", path, s));
@@ -778,9 +797,16 @@ void Heap::verify(VerifyReport& rep, bool exclusive) {
           }
           break;
         case BlockState::kCached: rep.blocks_cached++; break;
+        case BlockState::kOwned: rep.blocks_private++; break;
         case BlockState::kLive: rep.blocks_live++; break;
         case BlockState::kRetired: rep.blocks_retired++; break;
         default: break;
+      }
+      if (exclusive && (t.state == BlockState::kCached || t.state == BlockState::kOwned ||
+                        t.state == BlockState::kRetired) &&
+          !owner_ok(t.slot, t.gen)) {
+        problem(fmt::format("block at offset {} belongs to session {} (gen {}), which is gone (leak)",
+                            b, t.slot, t.gen));
       }
     };
     switch (r.kind) {

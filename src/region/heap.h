@@ -113,19 +113,26 @@ class Heap {
 
   // Reclaims everything tagged with (dead_slot, dead_gen): cached and owned
   // blocks are freed; retired ones are retagged kRetired(to) and passed to
-  // on_retired(body, bytes) for `to`'s purgatory. Takes the page lock.
+  // on_retired(body, bytes) for `to`'s purgatory (left alone when
+  // on_retired is empty). Takes the page lock.
   Status recover(Owner& to, uint32_t dead_slot, uint32_t dead_gen,
                  const std::function<void(Offset, uint64_t)>& on_retired);
   // Only when no other process has the store open: every block that is not
   // kLive becomes free, free lists and bins are rebuilt, locks reinitialised.
   Status rebuild_all();
   // Only when no other process has the store open and the last closer left
-  // it clean: reinitialises the locks (their holders' thread ids are stale).
+  // it clean: reinitialises the locks (their holders' thread ids are stale)
+  // and rebuilds the free-run bins from the run chain (cheap: one header
+  // per run), so no bin link read from the file is trusted.
   void reset_locks();
   void set_clean(bool clean);
   bool clean() const;
 
-  void verify(VerifyReport& report, bool exclusive);
+  // Checks runs, guards and free lists. When exclusive (no other process
+  // attached), also checks that free blocks are all listed and that every
+  // cached, private or retired block belongs to a session owner_ok() accepts.
+  void verify(VerifyReport& report, bool exclusive,
+              const std::function<bool(uint32_t slot, uint32_t gen)>& owner_ok);
   HeapStats stats();
 
  private:

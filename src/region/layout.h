@@ -136,6 +136,8 @@ struct HeapMeta {
 };
 inline constexpr uint64_t kHeapMetaMagic = 0x4154454d50414548ull;  // "HEAPMETA"
 static_assert(sizeof(HeapMeta) <= kPageSize);
+static_assert(offsetof(HeapMeta, file_size) == 16 && offsetof(HeapMeta, page_lock) == 64 &&
+              offsetof(HeapMeta, bins) == 104 && offsetof(HeapMeta, classes) == 640);
 static_assert(std::is_standard_layout_v<HeapMeta>);
 
 // ---------------------------------------------------------------------------
@@ -155,6 +157,8 @@ struct FileHeader {
   uint64_t checksum;        // XXH3-64 of every byte before this field
 };
 static_assert(sizeof(FileHeader) == 136);
+static_assert(offsetof(FileHeader, layout_word) == 16 && offsetof(FileHeader, max_size) == 24 &&
+              offsetof(FileHeader, seed) == 48 && offsetof(FileHeader, checksum) == 128);
 static_assert(std::is_standard_layout_v<FileHeader>);
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);

@@ -17,6 +17,7 @@
 #define STOA_SESSION_LAYOUT_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -54,7 +55,7 @@ struct alignas(64) SessionSlot {
   uint64_t tid;
   uint64_t started_ns;     // CLOCK_REALTIME
   uint32_t flags;          // kSlotParked
-  uint32_t pad1;
+  uint32_t recover_from;   // kRecovering: the dead owner's generation
   std::atomic<uint64_t> allocated_bytes;  // owner adds/subtracts (relaxed: stats only)
   std::atomic<uint64_t> recorder_next;    // owner increments (release); dumpers acquire
   uint64_t pad2;
@@ -65,6 +66,8 @@ struct alignas(64) SessionSlot {
 inline constexpr uint32_t kSlotParked = 1;  // closed, purgatory not yet drained
 static_assert(sizeof(SessionSlot) % 64 == 0);
 static_assert(sizeof(SessionSlot) <= 1024);
+static_assert(offsetof(SessionSlot, state) == 64 && offsetof(SessionSlot, purgatory) == 128 &&
+              offsetof(SessionSlot, cache) == 240);
 static_assert(std::is_standard_layout_v<SessionSlot>);
 inline constexpr uint64_t kSlotStride = 1024;
 
@@ -96,6 +99,7 @@ struct LockHeader {
   alignas(64) std::atomic<uint64_t> recoveries;  // dead sessions reclaimed (relaxed: stats)
 };
 static_assert(sizeof(LockHeader) <= 4096);
+static_assert(offsetof(LockHeader, cycle) == 64 && offsetof(LockHeader, recoveries) == 640);
 static_assert(std::is_standard_layout_v<LockHeader>);
 
 inline constexpr uint64_t kLockLayoutWord =
