@@ -83,6 +83,15 @@ bool path_exists(const std::string& p) {
 Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, const Options& options,
                                                    Env* env) {
   if (path.empty()) return Error(Code::kInvalidArgument, "store path is empty");
+  if (options.max_size < region::kMinMaxSize || options.max_size > region::kMaxMaxSize) {
+    return Error(Code::kInvalidArgument,
+                 fmt::format("max_size {} out of range [{}, {}]", options.max_size,
+                             region::kMinMaxSize, region::kMaxMaxSize));
+  }
+  if (options.grow_chunk == 0 || options.grow_chunk > options.max_size) {
+    return Error(Code::kInvalidArgument,
+                 fmt::format("grow_chunk {} out of range [1, max_size]", options.grow_chunk));
+  }
   if (options.max_sessions == 0 || options.max_sessions > region::kMaxSlots) {
     return Error(Code::kInvalidArgument,
                  fmt::format("max_sessions {} out of range [1, {}]", options.max_sessions,
@@ -122,6 +131,9 @@ Status StoreImpl::open_protocol() {
     STOA_TRY(env_->make_dir(path_));
   }
   const bool data_exists = path_exists(data);
+  if (!data_exists && errno != ENOENT) {
+    return errno_error(errno, "stat", data);  // e.g. a directory we may not search: kPermission
+  }
   if (!data_exists && !options_.create_if_missing) {
     return Error(Code::kNotFound, fmt::format("{}: not a Stoa store (no {})", path_, kDataFileName));
   }
@@ -148,6 +160,16 @@ Status StoreImpl::open_protocol() {
   if (alone) {
     bool recreated = false;
     STOA_TRY(table_->init_alone(slots, region_->seed(), &recreated));
+    txns_ = std::make_unique<TxnManager>(this);
+    // Finish or undo the commits of sessions that died, before their memory
+    // is reclaimed below (rolled-forward versions get published first).
+    for (uint32_t i = 0; i < slots && !recreated; i++) {
+      session::SessionSlot* sl = table_->slot(i);
+      uint32_t st = sl->state.load(std::memory_order_relaxed);
+      if (st == uint32_t(session::SlotState::kFree)) continue;
+      uint32_t gen = st == uint32_t(session::SlotState::kRecovering) ? sl->recover_from : sl->generation;
+      txns_->recover(i, sl, gen);
+    }
     bool tidy = heap_->clean() && !recreated;
     for (uint32_t i = 0; i < slots && tidy; i++) {
       tidy = table_->slot(i)->state.load(std::memory_order_relaxed) ==
@@ -167,14 +189,17 @@ Status StoreImpl::open_protocol() {
         cycle::CycleManager::reset(sl->purgatory);
         sl->allocated_bytes.store(0, std::memory_order_relaxed);
         sl->flags = 0;
+        txn::reset(sl->txn);
         sl->state.store(uint32_t(session::SlotState::kFree), std::memory_order_release);
       }
     }
+    txns_->reset_alone();
     heap_->set_clean(false);
     STOA_TRY(table_->attach_shared());
   } else {
     STOA_TRY(table_->check_attached(slots, region_->seed()));
     STOA_TRY(table_->attach_shared());
+    txns_ = std::make_unique<TxnManager>(this);
   }
   table_->unlock_open();
   return {};
@@ -233,14 +258,21 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
   const uint32_t state = sl->state.load(std::memory_order_acquire);
   const uint32_t old_gen = sl->generation;
   const bool dead = state != uint32_t(session::SlotState::kFree);
-  // A recoverer that died part-way left blocks under two generations: the
-  // original owner's (recover_from) and its own (generation).
+  // Recoverers that died part-way left blocks under the original owner's
+  // generation (recover_from) and their own, up to the current one.
   const bool interrupted = state == uint32_t(session::SlotState::kRecovering);
   const uint32_t first_gen = interrupted ? sl->recover_from : old_gen;
   t.mark_owned(i, true);
   if (dead && !interrupted) {
     sl->recover_from = old_gen;
     sl->state.store(uint32_t(session::SlotState::kRecovering), std::memory_order_release);
+  }
+  // The dead owner's commit first: roll it forward or back, publishing what
+  // it committed before the heap reclaim frees its private blocks.
+  if (dead) txns_->recover(i, sl, first_gen);
+  txn::reset(sl->txn);
+  for (uint32_t hs = t.header()->high_slot.load(std::memory_order_relaxed);
+       hs < i + 1 && !t.header()->high_slot.compare_exchange_weak(hs, i + 1);) {
   }
   sl->pin.cycle.store(0, std::memory_order_release);
   sl->cache = region::HeapCache{};
@@ -258,8 +290,14 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
     auto to_purgatory = [&](region::Offset body, uint64_t bytes) {
       cycles_->retire(sl->purgatory, *heap_, o, body, bytes);
     };
-    Status st = heap_->recover(o, i, first_gen, to_purgatory);
-    if (st.ok() && interrupted && old_gen != first_gen) st = heap_->recover(o, i, old_gen, to_purgatory);
+    // A chain of recoverers that each died part-way left blocks under every
+    // generation from the original owner's (first_gen) to the last
+    // recoverer's (old_gen): each claim bumps the generation by one.
+    Status st;
+    for (uint32_t g = first_gen;; g = (g + 1) & region::kGenMask) {
+      st = heap_->recover(o, i, g, to_purgatory);
+      if (!st.ok() || g == old_gen) break;
+    }
     table_->header()->recoveries.fetch_add(1, std::memory_order_relaxed);
     core->record(RecordKind::kRecover, st.code(), i, old_gen);
     if (!st.ok()) {

@@ -23,6 +23,7 @@
 #include "session/session_table.h"
 #include "stoa/options.h"
 #include "stoa/store.h"
+#include "txn/txn_manager.h"
 
 namespace stoa::internal {
 
@@ -62,6 +63,7 @@ class StoreImpl {
   region::Heap& heap() { return *heap_; }
   session::SessionTable& table() { return *table_; }
   cycle::CycleManager& cycles() { return *cycles_; }
+  TxnManager& txns() { return *txns_; }
   bool exclusive_now();
 
   // fork() support (see store.cc): the child drops inherited descriptors.
@@ -84,6 +86,7 @@ class StoreImpl {
   std::unique_ptr<region::Heap> heap_;
   std::unique_ptr<session::SessionTable> table_;
   std::unique_ptr<cycle::CycleManager> cycles_;
+  std::unique_ptr<TxnManager> txns_;
   bool forked_ = false;
 
   std::mutex parked_mu_;

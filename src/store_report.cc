@@ -87,12 +87,16 @@ Result<VerifyReport> StoreImpl::verify() {
   std::string hp = region_->path();
   Status hs = region::Region::check_header(region_->header(), region_->file_size(), hp);
   if (!hs.ok()) rep.problems.push_back(hs.error().message());
-  // With nobody else attached, only this process's sessions (open or
-  // parked) may own cached, private or retired blocks; others are leaks.
+  // A cached, private or retired block must belong to a session that still
+  // holds its slot: a live one, or a dead one not yet reclaimed (its memory
+  // comes back when a survivor or the next lone opener reclaims it). A tag
+  // naming a free slot, or an older generation, is a leak.
   heap_->verify(rep, rep.exclusive, [&](uint32_t slot, uint32_t gen) {
     if (slot >= table_->slot_count()) return false;
-    std::lock_guard<std::mutex> g(table_->claim_mutex());
-    return table_->owned_here(slot) && (table_->slot(slot)->generation & region::kGenMask) == gen;
+    const session::SessionSlot* sl = table_->slot(slot);
+    uint32_t st = sl->state.load(std::memory_order_acquire);
+    if (st == uint32_t(session::SlotState::kRecovering)) return true;
+    return st == uint32_t(session::SlotState::kLive) && (sl->generation & region::kGenMask) == gen;
   });
   return rep;
 }

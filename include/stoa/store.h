@@ -16,6 +16,7 @@
 #define STOA_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,7 @@
 
 #include "stoa/options.h"
 #include "stoa/result.h"
+#include "stoa/txn.h"
 
 namespace stoa {
 
@@ -130,6 +132,16 @@ class Session {
   // The slot index in the session table, and its generation.
   uint32_t slot() const;
   uint32_t generation() const;
+  // Starts a transaction on this session's snapshot. One transaction at a
+  // time per session. Errors: kClosed, kInvalidArgument (one is active).
+  Result<Txn> begin(const TxnOptions& options = {});
+  // Runs fn in a transaction and commits it; on kConflict (from fn, from
+  // commit, or from Txn::retry) runs it again, with backoff, up to
+  // options.max_attempts times. Any other error from fn aborts and is
+  // returned. Returns the commit timestamp.
+  Result<uint64_t> transact(const std::function<Status(Txn&)>& fn,
+                            const TransactOptions& options = {});
+
   // Returns caches, drains what purgatory it can, and frees the slot.
   // Afterwards every call returns kClosed.
   Status close();

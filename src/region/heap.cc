@@ -88,6 +88,10 @@ Result<Offset> Heap::check_block(Offset body, Tag* t) const {
                              region_->path(), block));
   }
   if (t->klass == kLargeClass) {
+    if (t->state == BlockState::kFree) {  // see free_run_locked
+      return Error(Code::kInvalidArgument,
+                   fmt::format("block {}: a large block already freed (double free)", body));
+    }
     RunInfo r;
     if (block < kRunHeaderSize || !run_at(block - kRunHeaderSize, &r) || r.kind != RunKind::kLarge) {
       return Error(Code::kCorrupt, fmt::format("{}: large block at offset {} has no valid run "
@@ -261,6 +265,22 @@ Status Heap::publish(Owner& o, Offset body) {
   return {};
 }
 
+Status Heap::publish_orphan(Offset body) {
+  Tag t;
+  STOA_ASSIGN(Offset block, check_block(body, &t));
+  if (t.state == BlockState::kLive) return {};
+  if (t.state != BlockState::kOwned) {
+    return Error(Code::kInvalidArgument, fmt::format("publish of block {}: state {}", body, int(t.state)));
+  }
+  uint64_t expect = encode_tag(seed_, block, t);
+  Tag nt{BlockState::kLive, t.klass, 0, 0};
+  if (!blk(block)->tag.compare_exchange_strong(expect, encode_tag(seed_, block, nt),
+                                               std::memory_order_acq_rel)) {
+    return Error(Code::kInvalidArgument, fmt::format("publish of block {}: changed concurrently", body));
+  }
+  return {};
+}
+
 Result<uint64_t> Heap::mark_retired(Owner& o, Offset body) {
   Tag t;
   STOA_ASSIGN(Offset block, check_block(body, &t));
@@ -405,6 +425,7 @@ void Heap::lock_pages() {
     repair_pages();
     util::shm_mutex_consistent(&meta()->page_lock);
   }
+  (void)region_->ensure(0, region_->file_size());  // bins may name runs another process grew
 }
 void Heap::unlock_pages() { util::shm_mutex_unlock(&meta()->page_lock); }
 
@@ -577,6 +598,11 @@ void Heap::free_run_locked(Offset run) {
   write_free_run(start, n);  // commit: the word store inside
   bin_insert(start, n);
   meta()->free_pages += freed;
+  // A freed large block's tag would otherwise still say kOwned inside the
+  // free run (and the run's old header word survives a merge with the run
+  // before it), so a second free() of it would pass the checks and free the
+  // pages again. Mark it free: a double free is then refused.
+  if (r.kind == RunKind::kLarge) set_tag(run + kRunHeaderSize, Tag{BlockState::kFree, kLargeClass, 0, 0});
 }
 
 // ---------------------------------------------------------------------------

@@ -102,6 +102,9 @@ class Heap {
   Status publish(Owner& o, Offset body);
   // Accepts kOwned(o), kLive, or kRetired(o).
   Status free(Owner& o, Offset body);
+  // kOwned(any session) -> kLive: recovery publishing what a dead session
+  // committed. Errors as publish.
+  Status publish_orphan(Offset body);
   // kLive or kOwned(o) -> kRetired(o). Returns the block's size in bytes.
   Result<uint64_t> mark_retired(Owner& o, Offset body);
   Result<size_t> usable_size(Offset body) const;
@@ -130,7 +133,8 @@ class Heap {
 
   // Checks runs, guards and free lists. When exclusive (no other process
   // attached), also checks that free blocks are all listed and that every
-  // cached, private or retired block belongs to a session owner_ok() accepts.
+  // cached, private or retired block belongs to a session owner_ok() accepts
+  // (one that still holds its slot).
   void verify(VerifyReport& report, bool exclusive,
               const std::function<bool(uint32_t slot, uint32_t gen)>& owner_ok);
   HeapStats stats();

@@ -4,7 +4,8 @@
 //
 //   offset 0        FileHeader      static after creation, checksummed
 //   offset 4096     HeapMeta        allocator roots, guarded by its locks
-//   offset 8192...  heap            page runs, back to back, to file_size
+//   offset 8192     roots page      fixed roots of the upper layers (index/layout.h)
+//   offset 12288... heap            page runs, back to back, to file_size
 //
 // A page run starts with a RunHeader whose first word is the run's commit
 // point: kind, size class, page count and a keyed guard in one 64-bit store.
@@ -32,7 +33,10 @@ inline constexpr uint32_t kPageSize = 4096;
 inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr char kDataMagic[8] = {'S', 'T', 'O', 'A', 'D', 'A', 'T', '1'};
 inline constexpr uint64_t kHeapMetaOffset = kPageSize;
-inline constexpr uint64_t kHeapStart = 2 * kPageSize;
+// One page of fixed roots for the layers above the heap (the index header,
+// later the log and messaging roots): zero at creation, no allocation needed.
+inline constexpr uint64_t kRootsOffset = 2 * kPageSize;
+inline constexpr uint64_t kHeapStart = 3 * kPageSize;
 inline constexpr uint64_t kMinMaxSize = uint64_t{1} << 20;
 inline constexpr uint64_t kMaxMaxSize = uint64_t{1} << 44;  // 16 TiB of address space
 

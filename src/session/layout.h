@@ -23,6 +23,7 @@
 
 #include "cycle/layout.h"
 #include "region/layout.h"
+#include "txn/layout.h"
 
 namespace stoa::session {
 
@@ -62,12 +63,13 @@ struct alignas(64) SessionSlot {
 
   cycle::Purgatory purgatory;  // owner only; a recoverer after the owner died
   region::HeapCache cache;             // owner only; a recoverer after the owner died
+  txn::TxnSlot txn;                    // the commit record (txn/layout.h)
 };
 inline constexpr uint32_t kSlotParked = 1;  // closed, purgatory not yet drained
 static_assert(sizeof(SessionSlot) % 64 == 0);
 static_assert(sizeof(SessionSlot) <= 1024);
 static_assert(offsetof(SessionSlot, state) == 64 && offsetof(SessionSlot, purgatory) == 128 &&
-              offsetof(SessionSlot, cache) == 240);
+              offsetof(SessionSlot, cache) == 240 && offsetof(SessionSlot, txn) == 704);
 static_assert(std::is_standard_layout_v<SessionSlot>);
 inline constexpr uint64_t kSlotStride = 1024;
 
@@ -97,6 +99,9 @@ struct LockHeader {
   uint64_t reserved[3];
   alignas(64) cycle::CycleGlobal cycle;
   alignas(64) std::atomic<uint64_t> recoveries;  // dead sessions reclaimed (relaxed: stats)
+  // One past the highest slot ever claimed since the lock file was made:
+  // scans of per-slot state stop here. Raised by CAS-max when claiming.
+  std::atomic<uint32_t> high_slot;
 };
 static_assert(sizeof(LockHeader) <= 4096);
 static_assert(offsetof(LockHeader, cycle) == 64 && offsetof(LockHeader, recoveries) == 640);
@@ -105,7 +110,8 @@ static_assert(std::is_standard_layout_v<LockHeader>);
 inline constexpr uint64_t kLockLayoutWord =
     region::kRegionLayoutWord ^ (uint64_t{sizeof(SessionSlot)} << 3) ^
     (uint64_t{sizeof(LockHeader)} << 17) ^ (uint64_t{sizeof(RecorderEntry)} << 29) ^
-    (uint64_t{kRecorderEntries} << 37) ^ (uint64_t{sizeof(cycle::Purgatory)} << 43);
+    (uint64_t{kRecorderEntries} << 37) ^ (uint64_t{sizeof(cycle::Purgatory)} << 43) ^
+    (uint64_t{sizeof(txn::TxnSlot)} << 51);
 
 inline uint64_t lock_file_size(uint32_t slot_count) {
   return kSlotsOffset + uint64_t{slot_count} * kSlotStride +

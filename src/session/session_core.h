@@ -115,6 +115,7 @@ class SessionCore {
 
   // Layer internals.
   session::SessionSlot* slot_ptr() const { return slot_ptr_; }
+  bool in_txn = false;  // one transaction at a time (txn/txn.cc)
   region::Owner owner() const {
     return region::Owner{slot_, generation_, &slot_ptr_->cache, &slot_ptr_->allocated_bytes};
   }

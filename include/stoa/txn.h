@@ -1,0 +1,153 @@
+// stoa/txn.h — transactions over the ordered key index, zero-copy views and
+// cursors.
+//
+// A transaction reads one snapshot: every committed transaction whose commit
+// timestamp is at or below the snapshot, and none after. Reads return Views:
+// pointers into the store's read-only mapping, valid until the transaction
+// ends (the session stays pinned to a reclamation cycle meanwhile), never
+// copies. Writes are buffered in the transaction and installed at commit.
+//
+// Isolation. Serializable by default: commit fails with kConflict when any
+// key the transaction read, or any key inside a range it scanned (phantoms
+// included), was committed by another transaction after its snapshot, or is
+// being committed right now. Snapshot isolation (per transaction, on
+// request) only checks the keys it writes (first committer wins), and so
+// admits write skew.
+//
+// Read-only transactions never abort, never block, and are never blocked.
+//
+// After any error other than kNotFound from get(), a transaction is unusable
+// except for abort(); commit() then returns the same error.
+//
+// Thread safety: a Txn belongs to the thread of its session. Many sessions in
+// many processes run transactions at once; writers to different keys proceed
+// in parallel.
+#ifndef STOA_TXN_H_
+#define STOA_TXN_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "stoa/result.h"
+
+namespace stoa {
+
+namespace internal {
+class TxnImpl;
+class CursorImpl;
+}  // namespace internal
+
+enum class Isolation : uint8_t { kSerializable, kSnapshot };
+
+struct TxnOptions {
+  Isolation isolation = Isolation::kSerializable;
+  // A read-only transaction keeps no read set and cannot write (puts return
+  // kInvalidArgument).
+  bool read_only = false;
+};
+
+struct TransactOptions {
+  TxnOptions txn;
+  // How many times transact() runs the function when commit conflicts.
+  uint32_t max_attempts = 100;
+  // Backoff between attempts: random in [0, base * 2^attempt), capped.
+  std::chrono::microseconds backoff_base{20};
+  std::chrono::microseconds backoff_cap{20000};
+  // Txn::retry() waits at most this long for a read key to change.
+  std::chrono::milliseconds retry_timeout{1000};
+};
+
+inline constexpr size_t kMaxKeySize = 1024;
+inline constexpr uint64_t kMaxValueSize = uint64_t{1} << 32;  // 4 GiB
+
+// A value, in place in the store. Valid until its transaction ends.
+class View {
+ public:
+  View() = default;
+  View(const char* data, size_t size) : data_(data), size_(size) {}
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::string_view str() const { return {data_, size_}; }
+  std::string copy() const { return std::string(data_, size_); }
+
+ private:
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Iterates keys of one snapshot (merged with the transaction's own writes)
+// in key order, forward or backward. Valid until its transaction ends.
+class Cursor {
+ public:
+  Cursor();
+  ~Cursor();
+  Cursor(Cursor&&) noexcept;
+  Cursor& operator=(Cursor&&) noexcept;
+
+  bool valid() const;
+  std::string_view key() const;
+  View value() const;
+  // Moves to the next key in the cursor's direction. Errors: kCorrupt.
+  Status next();
+
+ private:
+  friend class internal::TxnImpl;
+  explicit Cursor(std::unique_ptr<internal::CursorImpl> impl);
+  std::unique_ptr<internal::CursorImpl> impl_;
+};
+
+class Txn {
+ public:
+  Txn();
+  ~Txn();  // aborts if neither committed nor aborted
+  Txn(Txn&&) noexcept;
+  Txn& operator=(Txn&&) noexcept;
+
+  // The value of `key` in this transaction. kNotFound when absent;
+  // kInvalidArgument for an empty or oversized key; kClosed after the end.
+  Result<View> get(std::string_view key);
+  // Buffers a write. Errors: kInvalidArgument (key empty or over
+  // kMaxKeySize, value over kMaxValueSize, read-only transaction), kClosed.
+  Status put(std::string_view key, std::string_view value);
+  Status del(std::string_view key);
+
+  // Keys in [from, to) (to empty: no upper bound); reverse iterates from the
+  // largest. The range counts as read for conflict detection.
+  Result<Cursor> scan(std::string_view from, std::string_view to, bool reverse = false);
+  // Keys starting with `prefix`.
+  Result<Cursor> prefix(std::string_view prefix, bool reverse = false);
+
+  // Savepoints: rollback_to(sp) undoes the writes made after savepoint(sp)
+  // was taken; only each key's final value is installed at commit.
+  uint32_t savepoint();
+  Status rollback_to(uint32_t savepoint);
+
+  // Installs the writes if serializable (or, under snapshot isolation, if no
+  // written key changed). Returns the commit timestamp (a read-only or
+  // empty transaction returns its snapshot). Errors: kConflict, kFull,
+  // kTimeout (a lock held past the wait bound), kClosed, kIo.
+  Result<uint64_t> commit();
+  void abort();
+
+  // Haskell's `retry`: abandons this attempt and blocks until some key this
+  // transaction read is changed by a commit, or the timeout. Returns an
+  // error with code kConflict (so transact() runs the function again) or
+  // kTimeout.
+  Error retry(std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
+
+  uint64_t snapshot() const;
+  bool active() const;
+
+ private:
+  friend class Session;
+  explicit Txn(std::unique_ptr<internal::TxnImpl> impl);
+  std::unique_ptr<internal::TxnImpl> impl_;
+};
+
+}  // namespace stoa
+
+#endif  // STOA_TXN_H_

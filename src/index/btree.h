@@ -1,0 +1,98 @@
+// index/btree.h — the ordered index: a copy-on-write B+-tree in the shared
+// mapping, mapping keys to key records.
+//
+// Readers take no lock and make no syscall: the caller's session is pinned
+// to a cycle, nodes are immutable once linked, and replaced nodes are
+// retired, so every pointer a reader follows stays valid until it unpins.
+// Writers never modify a linked node in place except by one CAS of a child
+// word; see btree.cc for the protocol.
+//
+// Thread safety: all methods may be called concurrently from any number of
+// sessions in any number of processes; each call needs its session pinned.
+#ifndef STOA_INDEX_BTREE_H_
+#define STOA_INDEX_BTREE_H_
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "index/layout.h"
+#include "session/session_core.h"
+#include "stoa/result.h"
+
+namespace stoa::index {
+
+class Btree {
+ public:
+  explicit Btree(internal::StoreImpl* store);
+
+  IndexHeader* header() const { return hdr_; }
+
+  // The record of `key`, or 0.
+  Offset find(std::string_view key) const;
+  // The record of `key`, created (empty: no versions) if absent.
+  // Errors: kFull, kCorrupt, kInvalidArgument.
+  Result<Offset> find_or_insert(internal::SessionCore& s, std::string_view key);
+
+  std::string_view key_of(Offset record) const;
+  const KeyRecord* record(Offset r) const;
+  KeyRecord* record_rw(Offset r) const;
+
+  // In-order iteration over records, forward or backward, from a key.
+  class Iter {
+   public:
+    explicit Iter(const Btree* t) : t_(t) {}
+    // Positions at the first record >= key (forward) or the last record <=
+    // key (backward; an empty key means "from the end").
+    void seek(std::string_view key, bool reverse);
+    bool valid() const { return valid_; }
+    Offset record() const { return rec_; }
+    void next();
+
+   private:
+    struct Level {
+      Offset node;
+      int idx;
+    };
+    void descend_edge(Offset node, bool reverse);
+    const Btree* t_;
+    std::vector<Level> stack_;
+    bool reverse_ = false;
+    bool valid_ = false;
+    Offset rec_ = 0;
+  };
+
+  // Compares `key` with the key of a record, given its prefix word.
+  int compare(std::string_view key, uint64_t key_prefix, uint64_t rec_prefix, Offset rec) const;
+  static uint64_t prefix_of(std::string_view key);
+
+ private:
+  struct Step {
+    Offset node;
+    int idx;  // child index taken in this node
+  };
+  const Node* node(Offset n) const;
+  Node* node_rw(Offset n) const;
+  int child_index(const Node* n, std::string_view key, uint64_t kp) const;
+  int leaf_lower_bound(const Node* n, std::string_view key, uint64_t kp, bool* found) const;
+  Result<Offset> new_node(internal::SessionCore& s, NodeKind kind, uint32_t level);
+  Result<Offset> new_record(internal::SessionCore& s, std::string_view key);
+  // Replaces path[depth] (old) by `left` (and `right` after separator `sep`
+  // when right != 0). Returns true when linked; false when the tree changed
+  // under it (the caller retries). Appends nodes it created to `created`
+  // and nodes it replaced to `replaced`.
+  Result<bool> replace(internal::SessionCore& s, std::vector<Step>& path, size_t depth, Offset old,
+                       Offset left, Offset right, Offset sep, std::vector<Offset>& created,
+                       std::vector<Offset>& replaced);
+  // Freezes node n and replaces it with an identical unfrozen copy.
+  Status help(internal::SessionCore& s, std::vector<Step>& path, size_t depth);
+  void freeze(Node* n) const;
+
+  internal::StoreImpl* store_;
+  region::Region* region_;
+  IndexHeader* hdr_;
+};
+
+}  // namespace stoa::index
+
+#endif  // STOA_INDEX_BTREE_H_

@@ -1,0 +1,59 @@
+// txn/layout.h — a session's commit record, in its slot of the lock file.
+//
+// A committer writes, in this order: the list of (record, version) pairs it
+// will install (each entry before it locks that record), its commit
+// timestamp, and state kInstalling — the commit point. A survivor that
+// finds the session dead rolls a kInstalling commit forward from the list
+// and rolls anything earlier back (txn_manager.cc).
+#ifndef STOA_TXN_LAYOUT_H_
+#define STOA_TXN_LAYOUT_H_
+
+#include <atomic>
+#include <cstdint>
+
+namespace stoa::txn {
+
+enum class CommitState : uint32_t {
+  kIdle = 0,
+  kLocking = 1,     // building the list and locking records
+  kValidating = 2,  // has a timestamp; checking reads
+  kInstalling = 3,  // commit point passed: must be rolled forward
+};
+
+// A commit timestamp is being taken: the watermark must not pass anything.
+inline constexpr uint64_t kReserving = ~uint64_t{0};
+
+struct alignas(64) TxnSlot {
+  // Snapshot of the running transaction, 0 when none. Stored seq_cst, then
+  // IndexHeader::low_water is re-checked (the trimmer does the converse).
+  std::atomic<uint64_t> snapshot;
+  // Commit timestamp being installed, kReserving while one is being taken,
+  // 0 otherwise. The visibility watermark stays below it (seq_cst).
+  std::atomic<uint64_t> installing;
+  std::atomic<uint32_t> state;   // CommitState, release by the owner
+  uint32_t pad;
+  uint64_t commit_ts;            // valid from kValidating on
+  uint64_t list;                 // offset of the pair list block (kOwned by the session)
+  std::atomic<uint64_t> list_count;  // entries written (release before each lock)
+  uint64_t reserved[2];
+};
+static_assert(sizeof(TxnSlot) == 64);
+
+// Clears a slot's commit record (the slot's byte holder only).
+inline void reset(TxnSlot& t) {
+  t.snapshot.store(0, std::memory_order_relaxed);
+  t.installing.store(0, std::memory_order_relaxed);
+  t.state.store(uint32_t(CommitState::kIdle), std::memory_order_relaxed);
+  t.commit_ts = 0;
+  t.list = 0;
+  t.list_count.store(0, std::memory_order_release);
+}
+
+struct CommitPair {
+  uint64_t record;
+  uint64_t version;
+};
+
+}  // namespace stoa::txn
+
+#endif  // STOA_TXN_LAYOUT_H_

@@ -1,0 +1,639 @@
+// txn/txn.cc — optimistic, serializable transactions across processes.
+//
+// Reads go straight to the shared index and version chains: the session is
+// pinned to a cycle for the whole transaction (so every View stays valid)
+// and reads the version with the largest timestamp at or below its
+// snapshot. Writes allocate their version at once (kOwned, private to the
+// session) and keep it in a sorted write set; savepoints keep an undo log.
+//
+// Commit, in order (Silo/TL2 shape, across processes):
+//  1. For each written key in key order (the canonical lock order): find or
+//     insert its record, append (record, version) to the commit list in the
+//     session's slot, then lock the record. Key order means two committers
+//     never wait on each other in a cycle.
+//  2. Take a commit timestamp (txn_manager.cc explains the watermark).
+//  3. Validate. Serializable: no key read and no key inside a scanned range
+//     has a version newer than the snapshot or a lock held by someone else.
+//     Snapshot isolation: the same, for written keys only.
+//  4. Stamp the versions, set state kInstalling (the commit point), link
+//     each version at the head of its record, trim what no snapshot can
+//     read, unlock; clear the watermark entry, advance the watermark, wait
+//     until it covers this commit (so the session reads its own writes).
+//
+// Why serializable: a committer holds its write locks from before it takes
+// its timestamp until its versions are installed. A transaction validating
+// after taking a larger timestamp therefore sees each earlier committer's
+// write either installed (newer than its snapshot: conflict, unless it read
+// it) or locked (conflict). Every committed transaction read values that
+// were current from its snapshot to its validation, so the timestamp order
+// is a serial order.
+//
+// Death at any point: before kInstalling the commit never happened (the
+// survivor unlocks; the private versions are reclaimed with the session's
+// memory); from kInstalling on, the survivor installs the rest from the list.
+// Readers never see half of it, because the watermark stays below its
+// timestamp until the last version is linked.
+#include "txn/txn.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "store_impl.h"
+#include "util/clock.h"
+
+namespace stoa::internal {
+
+namespace {
+
+Error ended() { return Error(Code::kClosed, "transaction has ended"); }
+
+Status check_key(std::string_view key) {
+  if (key.empty()) return Error(Code::kInvalidArgument, "empty key");
+  if (key.size() > kMaxKeySize) {
+    return Error(Code::kInvalidArgument,
+                 fmt::format("key of {} bytes (at most {})", key.size(), kMaxKeySize));
+  }
+  return {};
+}
+
+}  // namespace
+
+// The smallest key greater than every key starting with p ("" = none).
+std::string prefix_end_public(std::string_view p) {
+  std::string e(p);
+  while (!e.empty()) {
+    if (uint8_t(e.back()) != 0xff) {
+      e.back() = char(uint8_t(e.back()) + 1);
+      return e;
+    }
+    e.pop_back();
+  }
+  return e;
+}
+
+TxnImpl::TxnImpl(SessionCore* s, const TxnOptions& options)
+    : s_(s), store_(s->store()), mgr_(&s->store()->txns()), opts_(options) {}
+
+TxnImpl::~TxnImpl() {
+  if (active_) abort();
+}
+
+Status TxnImpl::start() {
+  if (s_->closed()) return Error(Code::kClosed, "session is closed");
+  if (s_->in_txn) {
+    return Error(Code::kInvalidArgument, "a transaction is already active in this session");
+  }
+  s_->in_txn = true;
+  s_->pin();
+  snapshot_ = mgr_->take_snapshot(s_->slot_ptr());
+  active_ = true;
+  return {};
+}
+
+void TxnImpl::end() {
+  if (!active_) return;
+  TxnManager::drop_snapshot(s_->slot_ptr());
+  s_->unpin();
+  s_->in_txn = false;
+  active_ = false;
+}
+
+Status TxnImpl::usable() const {
+  if (!active_) return ended();
+  if (failed_) return *failed_;
+  return {};
+}
+
+uint64_t TxnImpl::visible(uint64_t rec) const {
+  region::Region& r = store_->region();
+  const index::KeyRecord* k = mgr_->tree().record(rec);
+  uint64_t v = k->head.load(std::memory_order_acquire);
+  while (v != 0) {
+    if (v + sizeof(index::Version) > r.mapped()) (void)r.ensure(v, sizeof(index::Version));
+    const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
+    if (ver->ts <= snapshot_) return (ver->len & index::kTombstone) ? 0 : v;
+    v = ver->next.load(std::memory_order_acquire);
+  }
+  return 0;
+}
+
+bool TxnImpl::is_tombstone(uint64_t version) const {
+  const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(version));
+  return (ver->len & index::kTombstone) != 0;
+}
+
+View TxnImpl::value_of(uint64_t v) const {
+  region::Region& r = store_->region();
+  const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
+  uint64_t len = ver->len & ~index::kTombstone;
+  uint64_t at = ver->blob != 0 ? ver->blob : v + sizeof(index::Version);
+  if (at + len > r.mapped()) (void)r.ensure(at, len);
+  return View(r.ro(at), size_t(len));
+}
+
+Result<View> TxnImpl::get(std::string_view key) {
+  STOA_TRY(usable());
+  STOA_TRY(check_key(key));
+  auto it = writes_.find(key);
+  if (it != writes_.end()) {
+    if (is_tombstone(it->second)) return Error(Code::kNotFound, "key not found");
+    return value_of(it->second);
+  }
+  if (!opts_.read_only && opts_.isolation == Isolation::kSerializable) reads_.emplace_back(key);
+  uint64_t rec = mgr_->tree().find(key);
+  uint64_t v = rec != 0 ? visible(rec) : 0;
+  if (v == 0) return Error(Code::kNotFound, "key not found");
+  return value_of(v);
+}
+
+Result<uint64_t> TxnImpl::make_version(std::string_view value, bool tombstone) {
+  const bool inline_value = value.size() <= index::kInlineValueMax;
+  STOA_ASSIGN(uint64_t v, s_->alloc(sizeof(index::Version) + (inline_value ? value.size() : 0)));
+  auto* ver = reinterpret_cast<index::Version*>(s_->write_ptr(v));
+  ver->ts = 0;
+  ver->next.store(0, std::memory_order_relaxed);
+  ver->len = value.size() | (tombstone ? index::kTombstone : 0);
+  ver->blob = 0;
+  if (inline_value) {
+    if (!value.empty()) std::memcpy(s_->write_ptr(v + sizeof(index::Version)), value.data(), value.size());
+  } else {
+    auto blob = s_->alloc(value.size());
+    if (!blob.ok()) {
+      (void)s_->free(v);
+      return std::move(blob).error();
+    }
+    std::memcpy(s_->write_ptr(*blob), value.data(), value.size());
+    ver->blob = *blob;
+  }
+  return v;
+}
+
+void TxnImpl::free_version(uint64_t v) {
+  const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(v));
+  if (ver->blob != 0) (void)s_->free(ver->blob);
+  (void)s_->free(v);
+}
+
+Status TxnImpl::put(std::string_view key, std::string_view value, bool tombstone) {
+  STOA_TRY(usable());
+  STOA_TRY(check_key(key));
+  if (opts_.read_only) return Error(Code::kInvalidArgument, "write in a read-only transaction");
+  if (value.size() > kMaxValueSize) {
+    return Error(Code::kInvalidArgument,
+                 fmt::format("value of {} bytes (at most {})", value.size(), kMaxValueSize));
+  }
+  auto v = make_version(value, tombstone);
+  if (!v.ok()) {
+    if (v.code() != Code::kFull) failed_ = v.error();
+    return std::move(v).error();
+  }
+  auto [it, inserted] = writes_.try_emplace(std::string(key), *v);
+  uint64_t prev = inserted ? 0 : it->second;
+  if (!inserted) it->second = *v;
+  if (!savepoints_.empty()) {
+    undo_.push_back(Undo{std::string(key), prev});
+  } else if (prev != 0) {
+    free_version(prev);
+  }
+  return {};
+}
+
+uint32_t TxnImpl::savepoint() {
+  savepoints_.push_back(undo_.size());
+  return uint32_t(savepoints_.size() - 1);
+}
+
+Status TxnImpl::rollback_to(uint32_t sp) {
+  STOA_TRY(usable());
+  if (sp >= savepoints_.size()) {
+    return Error(Code::kInvalidArgument, fmt::format("no savepoint {}", sp));
+  }
+  while (undo_.size() > savepoints_[sp]) {
+    Undo u = std::move(undo_.back());
+    undo_.pop_back();
+    auto it = writes_.find(u.key);
+    free_version(it->second);
+    if (u.prev == 0) writes_.erase(it);
+    else it->second = u.prev;
+  }
+  savepoints_.resize(sp + 1);
+  return {};
+}
+
+bool TxnImpl::changed(uint64_t rec) const {
+  const index::KeyRecord* k = mgr_->tree().record(rec);
+  uint64_t lock = k->lock.load(std::memory_order_acquire);
+  if (lock != 0 && lock != TxnManager::lock_word(s_->slot(), s_->generation())) return true;
+  uint64_t head = k->head.load(std::memory_order_acquire);
+  if (head == 0) return false;
+  const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(head));
+  return ver->ts > snapshot_;
+}
+
+Status TxnImpl::validate() {
+  index::Btree& tree = mgr_->tree();
+  if (opts_.isolation == Isolation::kSnapshot) {
+    for (const auto& [key, v] : writes_) {
+      uint64_t rec = tree.find(key);
+      if (rec != 0 && changed(rec)) {
+        return Error(Code::kConflict, fmt::format("write-write conflict on a key of {} bytes", key.size()));
+      }
+    }
+    return {};
+  }
+  for (const std::string& key : reads_) {
+    uint64_t rec = tree.find(key);
+    if (rec != 0 && changed(rec)) {
+      return Error(Code::kConflict, "a key this transaction read was changed since its snapshot");
+    }
+  }
+  for (const Range& r : ranges_) {
+    index::Btree::Iter it(&tree);
+    for (it.seek(r.from, false); it.valid(); it.next()) {
+      if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
+      if (changed(it.record())) {
+        return Error(Code::kConflict, "a range this transaction scanned was changed since its snapshot");
+      }
+    }
+  }
+  return {};
+}
+
+void TxnImpl::release_commit(uint64_t locked, bool clear_ts) {
+  txn::TxnSlot& t = s_->slot_ptr()->txn;
+  const uint64_t mine = TxnManager::lock_word(s_->slot(), s_->generation());
+  if (t.list != 0) {
+    const auto* pairs = reinterpret_cast<const txn::CommitPair*>(store_->region().ro(t.list));
+    for (uint64_t i = 0; i < locked; i++) {
+      auto* rec = mgr_->tree().record_rw(pairs[i].record);
+      uint64_t expected = mine;
+      rec->lock.compare_exchange_strong(expected, 0, std::memory_order_release);
+    }
+  }
+  t.state.store(uint32_t(txn::CommitState::kIdle), std::memory_order_release);
+  uint64_t list = t.list;
+  t.list = 0;
+  t.list_count.store(0, std::memory_order_relaxed);
+  if (list != 0) (void)s_->free(list);
+  if (clear_ts) {
+    t.installing.store(0, std::memory_order_seq_cst);
+    mgr_->advance_visible();
+  }
+}
+
+Result<uint64_t> TxnImpl::commit() {
+  if (!active_) return ended();
+  if (failed_) {
+    Error e = *failed_;
+    abort();
+    return e;
+  }
+  if (writes_.empty()) {
+    uint64_t s = snapshot_;
+    end();
+    return s;
+  }
+  txn::TxnSlot& t = s_->slot_ptr()->txn;
+  index::Btree& tree = mgr_->tree();
+  const uint64_t n = writes_.size();
+  auto list = s_->alloc(n * sizeof(txn::CommitPair));
+  if (!list.ok()) {
+    abort();
+    return std::move(list).error();
+  }
+  auto* pairs = reinterpret_cast<txn::CommitPair*>(s_->write_ptr(*list));
+  t.list = *list;
+  t.list_count.store(0, std::memory_order_relaxed);
+  t.state.store(uint32_t(txn::CommitState::kLocking), std::memory_order_release);
+  uint64_t i = 0;
+  for (const auto& [key, v] : writes_) {
+    auto rec = tree.find_or_insert(*s_, key);
+    Status st = rec.ok() ? Status{} : Status(rec.error());
+    if (st.ok()) {
+      pairs[i] = txn::CommitPair{*rec, v};
+      t.list_count.store(i + 1, std::memory_order_release);
+      st = mgr_->lock(*s_, tree.record_rw(*rec));
+    }
+    if (!st.ok()) {
+      release_commit(i, false);
+      abort();
+      return std::move(st).error();
+    }
+    i++;
+  }
+  t.installing.store(txn::kReserving, std::memory_order_seq_cst);
+  const uint64_t cts = mgr_->header()->next_ts.fetch_add(1, std::memory_order_seq_cst) + 1;
+  t.installing.store(cts, std::memory_order_seq_cst);
+  t.commit_ts = cts;
+  t.state.store(uint32_t(txn::CommitState::kValidating), std::memory_order_release);
+  if (Status st = validate(); !st.ok()) {
+    release_commit(n, true);
+    abort();
+    return std::move(st).error();
+  }
+  region::Region& r = store_->region();
+  for (uint64_t k = 0; k < n; k++) reinterpret_cast<index::Version*>(r.rw(pairs[k].version))->ts = cts;
+  t.state.store(uint32_t(txn::CommitState::kInstalling), std::memory_order_seq_cst);  // commit point
+  for (uint64_t k = 0; k < n; k++) {
+    auto* rec = tree.record_rw(pairs[k].record);
+    auto* ver = reinterpret_cast<index::Version*>(r.rw(pairs[k].version));
+    ver->next.store(rec->head.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    if (ver->blob != 0) (void)s_->publish(ver->blob);
+    (void)s_->publish(pairs[k].version);
+    rec->head.store(pairs[k].version, std::memory_order_release);
+    mgr_->trim(*s_, rec);
+  }
+  release_commit(n, true);
+  writes_.clear();  // installed: no longer ours to free
+  mgr_->notify_commit();
+  mgr_->await_visible(cts);
+  for (uint64_t v : superseded_) free_version(v);
+  superseded_.clear();
+  for (const Undo& u : undo_) {
+    if (u.prev != 0) free_version(u.prev);
+  }
+  undo_.clear();
+  end();
+  return cts;
+}
+
+void TxnImpl::abort() {
+  if (!active_) return;
+  for (const auto& [key, v] : writes_) free_version(v);
+  writes_.clear();
+  for (const Undo& u : undo_) {
+    if (u.prev != 0) free_version(u.prev);
+  }
+  undo_.clear();
+  for (uint64_t v : superseded_) free_version(v);
+  superseded_.clear();
+  end();
+}
+
+Error TxnImpl::retry(std::chrono::milliseconds timeout) {
+  if (!active_) return ended();
+  std::vector<std::string> keys = std::move(reads_);
+  std::vector<Range> ranges = std::move(ranges_);
+  const uint64_t snap = snapshot_;
+  abort();
+  retried_ = true;
+  index::IndexHeader* h = mgr_->header();
+  index::Btree& tree = mgr_->tree();
+  const uint64_t deadline = util::mono_ns() + uint64_t(timeout.count()) * 1000000;
+  for (;;) {
+    uint32_t f = h->commit_futex.load(std::memory_order_acquire);
+    bool moved = false;
+    s_->pin();
+    for (const std::string& k : keys) {
+      uint64_t rec = tree.find(k);
+      if (rec == 0) continue;
+      uint64_t head = tree.record(rec)->head.load(std::memory_order_acquire);
+      if (head != 0 && reinterpret_cast<const index::Version*>(store_->region().ro(head))->ts > snap) {
+        moved = true;
+        break;
+      }
+    }
+    for (const Range& r : ranges) {
+      index::Btree::Iter it(&tree);
+      for (it.seek(r.from, false); it.valid() && !moved; it.next()) {
+        if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
+        uint64_t head = tree.record(it.record())->head.load(std::memory_order_acquire);
+        moved = head != 0 &&
+                reinterpret_cast<const index::Version*>(store_->region().ro(head))->ts > snap;
+      }
+    }
+    s_->unpin();
+    if (moved) return Error(Code::kConflict, "retry: a key this transaction read has changed");
+    uint64_t now = util::mono_ns();
+    if (now >= deadline) return Error(Code::kTimeout, "retry: nothing it read changed in time");
+    uint64_t left = deadline - now;
+    timespec ts{time_t(left / 1000000000), long(left % 1000000000)};
+    h->waiters.fetch_add(1, std::memory_order_seq_cst);
+    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAIT, f, &ts, nullptr, 0);
+    h->waiters.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Cursors: the index merged with the transaction's own writes.
+
+class CursorImpl {
+ public:
+  CursorImpl(TxnImpl* t, std::string from, std::string to, bool reverse)
+      : t_(t), it_(&t->tree()), from_(std::move(from)), to_(std::move(to)), reverse_(reverse) {
+    const auto& w = t_->writes();
+    if (!reverse_) {
+      it_.seek(from_, false);
+      wit_ = w.lower_bound(from_);
+    } else {
+      it_.seek(to_, true);  // last record <= to (to itself excluded below)
+      rwit_ = to_.empty() ? w.rbegin() : std::make_reverse_iterator(w.lower_bound(to_));
+    }
+    settle();
+  }
+
+  bool valid() const { return valid_; }
+  std::string_view key() const { return key_; }
+  View value() const { return value_; }
+  void next() {
+    if (!valid_) return;
+    if (from_index_) it_.next();
+    else if (!reverse_) ++wit_;
+    else ++rwit_;
+    settle();
+  }
+
+ private:
+  bool in_range(std::string_view k) const {
+    if (k < from_) return false;
+    return to_.empty() || k < to_;
+  }
+  // Moves the index iterator to its next usable record (visible, in range,
+  // not shadowed by the write set); false when it has none left.
+  bool index_candidate(std::string_view* k, uint64_t* v) {
+    index::Btree& tree = t_->tree();
+    for (; it_.valid(); it_.next()) {
+      std::string_view key = tree.key_of(it_.record());
+      if (!reverse_ && !to_.empty() && key >= to_) return false;
+      if (reverse_ && key < from_) return false;
+      if (!in_range(key)) continue;
+      if (t_->writes().count(key)) continue;
+      uint64_t ver = t_->visible(it_.record());
+      if (ver == 0) continue;
+      *k = key;
+      *v = ver;
+      return true;
+    }
+    return false;
+  }
+  bool write_candidate(std::string_view* k, uint64_t* v) {
+    const auto& w = t_->writes();
+    if (!reverse_) {
+      for (; wit_ != w.end(); ++wit_) {
+        if (!to_.empty() && wit_->first >= to_) return false;
+        if (t_->is_tombstone(wit_->second)) continue;
+        *k = wit_->first;
+        *v = wit_->second;
+        return true;
+      }
+    } else {
+      for (; rwit_ != w.rend(); ++rwit_) {
+        if (rwit_->first < from_) return false;
+        if (!to_.empty() && rwit_->first >= to_) continue;
+        if (t_->is_tombstone(rwit_->second)) continue;
+        *k = rwit_->first;
+        *v = rwit_->second;
+        return true;
+      }
+    }
+    return false;
+  }
+  void settle() {
+    std::string_view ik, wk;
+    uint64_t iv = 0, wv = 0;
+    bool hi = index_candidate(&ik, &iv);
+    bool hw = write_candidate(&wk, &wv);
+    valid_ = hi || hw;
+    if (!valid_) return;
+    bool take_index = hi && (!hw || (reverse_ ? ik > wk : ik < wk));
+    from_index_ = take_index;
+    key_ = take_index ? ik : wk;
+    value_ = t_->value_of(take_index ? iv : wv);
+  }
+
+  TxnImpl* t_;
+  index::Btree::Iter it_;
+  std::map<std::string, uint64_t, std::less<>>::const_iterator wit_;
+  std::map<std::string, uint64_t, std::less<>>::const_reverse_iterator rwit_;
+  std::string from_, to_;
+  bool reverse_;
+  bool valid_ = false;
+  bool from_index_ = false;
+  std::string_view key_;
+  View value_;
+};
+
+Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool reverse) {
+  STOA_TRY(usable());
+  if (from.size() > kMaxKeySize || to.size() > kMaxKeySize) {
+    return Error(Code::kInvalidArgument, "scan bound longer than the largest key");
+  }
+  if (!opts_.read_only && opts_.isolation == Isolation::kSerializable) {
+    ranges_.push_back(Range{std::string(from), std::string(to)});
+  }
+  return Cursor(std::make_unique<CursorImpl>(this, std::string(from), std::string(to), reverse));
+}
+
+}  // namespace stoa::internal
+
+// ---------------------------------------------------------------------------
+// Public wrappers.
+
+namespace stoa {
+
+using internal::CursorImpl;
+using internal::TxnImpl;
+
+Cursor::Cursor() = default;
+Cursor::~Cursor() = default;
+Cursor::Cursor(Cursor&&) noexcept = default;
+Cursor& Cursor::operator=(Cursor&&) noexcept = default;
+Cursor::Cursor(std::unique_ptr<CursorImpl> impl) : impl_(std::move(impl)) {}
+bool Cursor::valid() const { return impl_ && impl_->valid(); }
+std::string_view Cursor::key() const { return impl_->key(); }
+View Cursor::value() const { return impl_->value(); }
+Status Cursor::next() {
+  if (!impl_) return Error(Code::kClosed, "empty cursor");
+  impl_->next();
+  return {};
+}
+
+Txn::Txn() = default;
+Txn::~Txn() = default;
+Txn::Txn(Txn&&) noexcept = default;
+Txn& Txn::operator=(Txn&&) noexcept = default;
+Txn::Txn(std::unique_ptr<TxnImpl> impl) : impl_(std::move(impl)) {}
+
+static Error no_txn() { return Error(Code::kClosed, "no transaction"); }
+
+Result<View> Txn::get(std::string_view key) {
+  if (!impl_) return no_txn();
+  return impl_->get(key);
+}
+Status Txn::put(std::string_view key, std::string_view value) {
+  if (!impl_) return no_txn();
+  return impl_->put(key, value, false);
+}
+Status Txn::del(std::string_view key) {
+  if (!impl_) return no_txn();
+  return impl_->put(key, {}, true);
+}
+Result<Cursor> Txn::scan(std::string_view from, std::string_view to, bool reverse) {
+  if (!impl_) return no_txn();
+  return impl_->scan(from, to, reverse);
+}
+Result<Cursor> Txn::prefix(std::string_view p, bool reverse) {
+  if (!impl_) return no_txn();
+  return impl_->scan(p, internal::prefix_end_public(p), reverse);
+}
+uint32_t Txn::savepoint() { return impl_ ? impl_->savepoint() : 0; }
+Status Txn::rollback_to(uint32_t sp) {
+  if (!impl_) return no_txn();
+  return impl_->rollback_to(sp);
+}
+Result<uint64_t> Txn::commit() {
+  if (!impl_) return no_txn();
+  return impl_->commit();
+}
+void Txn::abort() {
+  if (impl_) impl_->abort();
+}
+Error Txn::retry(std::chrono::milliseconds timeout) {
+  if (!impl_) return no_txn();
+  return impl_->retry(timeout);
+}
+uint64_t Txn::snapshot() const { return impl_ ? impl_->snapshot() : 0; }
+bool Txn::active() const { return impl_ && impl_->active(); }
+
+Result<Txn> Session::begin(const TxnOptions& options) {
+  if (core_ == nullptr) return Error(Code::kClosed, "session is closed");
+  auto impl = std::make_unique<TxnImpl>(core_, options);
+  STOA_TRY(impl->start());
+  return Txn(std::move(impl));
+}
+
+Result<uint64_t> Session::transact(const std::function<Status(Txn&)>& fn,
+                                   const TransactOptions& options) {
+  std::mt19937_64 rng(uint64_t(util::mono_ns()) ^ uint64_t(this));
+  for (uint32_t attempt = 0; attempt < options.max_attempts; attempt++) {
+    STOA_ASSIGN(Txn t, begin(options.txn));
+    Status st = fn(t);
+    Code code;
+    if (st.ok()) {
+      auto r = t.commit();
+      if (r.ok()) return r;
+      code = r.code();
+      if (code != Code::kConflict) return std::move(r).error();
+    } else {
+      code = st.code();
+      bool waited = t.impl_->retried();
+      t.abort();
+      if (code != Code::kConflict) return std::move(st).error();
+      if (waited) continue;  // retry() already slept until something changed
+    }
+    uint64_t cap = std::min<uint64_t>(uint64_t(options.backoff_cap.count()),
+                                      uint64_t(options.backoff_base.count()) << std::min(attempt, 20u));
+    if (cap > 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % cap));
+  }
+  return Error(Code::kConflict,
+               fmt::format("transaction still conflicting after {} attempts", options.max_attempts));
+}
+
+}  // namespace stoa

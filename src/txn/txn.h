@@ -1,0 +1,83 @@
+// txn/txn.h — one transaction (the internals behind stoa::Txn).
+//
+// Thread safety: owned by its session's thread.
+#ifndef STOA_TXN_TXN_H_
+#define STOA_TXN_TXN_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "index/btree.h"
+#include "session/session_core.h"
+#include "stoa/txn.h"
+#include "txn/txn_manager.h"
+
+namespace stoa::internal {
+
+// The smallest key greater than every key starting with p ("" = none).
+std::string prefix_end_public(std::string_view p);
+
+class TxnImpl {
+ public:
+  TxnImpl(SessionCore* s, const TxnOptions& options);
+  ~TxnImpl();
+
+  Status start();
+  Result<View> get(std::string_view key);
+  Status put(std::string_view key, std::string_view value, bool tombstone);
+  Result<Cursor> scan(std::string_view from, std::string_view to, bool reverse);
+  uint32_t savepoint();
+  Status rollback_to(uint32_t sp);
+  Result<uint64_t> commit();
+  void abort();
+  Error retry(std::chrono::milliseconds timeout);
+
+  uint64_t snapshot() const { return snapshot_; }
+  bool active() const { return active_; }
+  bool retried() const { return retried_; }
+
+  // For cursors.
+  index::Btree& tree() { return mgr_->tree(); }
+  // The version of `rec` visible to this snapshot (0: none or tombstone).
+  uint64_t visible(uint64_t rec) const;
+  View value_of(uint64_t version) const;
+  bool is_tombstone(uint64_t version) const;
+  const std::map<std::string, uint64_t, std::less<>>& writes() const { return writes_; }
+
+ private:
+  Status usable() const;
+  Result<uint64_t> make_version(std::string_view value, bool tombstone);
+  void free_version(uint64_t v);
+  bool changed(uint64_t rec) const;
+  Status validate();
+  void release_commit(uint64_t locked, bool clear_ts);
+  void end();
+
+  SessionCore* s_;
+  StoreImpl* store_;
+  TxnManager* mgr_;
+  TxnOptions opts_;
+  uint64_t snapshot_ = 0;
+  bool active_ = false;
+  bool retried_ = false;
+  std::optional<Error> failed_;  // sticky: only abort() after it
+  std::map<std::string, uint64_t, std::less<>> writes_;  // key -> kOwned version
+  struct Undo {
+    std::string key;
+    uint64_t prev;  // version before the write; 0 when the key was not written
+  };
+  std::vector<Undo> undo_;          // kept only while a savepoint exists
+  std::vector<size_t> savepoints_;  // undo_ size at each savepoint
+  std::vector<uint64_t> superseded_;  // replaced versions, freed at the end
+  std::vector<std::string> reads_;
+  struct Range {
+    std::string from, to;  // [from, to); to empty = unbounded
+  };
+  std::vector<Range> ranges_;
+};
+
+}  // namespace stoa::internal
+
+#endif  // STOA_TXN_TXN_H_

@@ -1,0 +1,226 @@
+// txn/txn_manager.cc — the commit protocol's shared half.
+//
+// Timestamps and visibility. A committer announces kReserving in its slot,
+// takes ts = next_ts + 1 (fetch_add), then announces ts; once its versions
+// are installed it clears the announcement and advances the watermark:
+// visible_ts = min(next_ts read first, every announced ts - 1), never past a
+// kReserving slot. A reader's snapshot is visible_ts, so it sees a commit
+// wholly or not at all, whatever the order commits finish in. (A committer
+// that read next_ts before the scan announced kReserving before its
+// fetch_add, so the scan cannot miss it.)
+//
+// Snapshots and trimming (a Dekker pair, both sides seq_cst). A reader
+// stores its snapshot s, then re-reads low_water and retries if low_water
+// passed s. A trimmer raises low_water to the oldest snapshot it saw, then
+// re-scans: anything older it now sees is honoured. So every snapshot in use
+// is at least the threshold a trimmer cuts below, and each record keeps its
+// newest version at or below the threshold.
+//
+// Death. A committer's slot holds its commit record (txn/layout.h). Before
+// the dead session's memory is reclaimed, recover() reads the record: in
+// kInstalling it installs every listed version not yet at its record's head
+// (publishing it first, so the heap reclaim will not free it), and in any
+// state it releases the locks the session holds and clears its watermark
+// entry. A recovery that is itself interrupted runs again in full: every
+// step checks before it acts.
+#include "txn/txn_manager.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "store_impl.h"
+#include "util/clock.h"
+
+namespace stoa::internal {
+
+namespace {
+constexpr uint64_t kLockSpinNs = 20'000'000;      // 20 ms waiting for a live holder
+constexpr uint64_t kProbeEveryNs = 1'000'000;     // probe the holder's liveness each 1 ms
+constexpr uint64_t kThresholdTtlNs = 1'000'000;   // recompute the trim threshold each 1 ms
+constexpr uint64_t kVisibleWaitNs = 10'000'000'000ull;
+}  // namespace
+
+TxnManager::TxnManager(StoreImpl* store) : store_(store), tree_(store) {}
+
+uint64_t TxnManager::take_snapshot(session::SessionSlot* slot) {
+  index::IndexHeader* h = header();
+  for (;;) {
+    uint64_t s = h->visible_ts.load(std::memory_order_acquire);
+    slot->txn.snapshot.store(s + 1, std::memory_order_seq_cst);  // +1: 0 means "none"
+    if (h->low_water.load(std::memory_order_seq_cst) <= s) return s;
+  }
+}
+
+void TxnManager::drop_snapshot(session::SessionSlot* slot) {
+  slot->txn.snapshot.store(0, std::memory_order_release);
+}
+
+void TxnManager::advance_visible() {
+  index::IndexHeader* h = header();
+  session::SessionTable& t = store_->table();
+  const uint64_t g = h->next_ts.load(std::memory_order_seq_cst);
+  uint64_t target = g;
+  const uint32_t n = std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t v = t.slot(i)->txn.installing.load(std::memory_order_seq_cst);
+    if (v == txn::kReserving) return;
+    if (v != 0) target = std::min(target, v - 1);
+  }
+  uint64_t cur = h->visible_ts.load(std::memory_order_relaxed);
+  while (cur < target &&
+         !h->visible_ts.compare_exchange_weak(cur, target, std::memory_order_acq_rel)) {
+  }
+}
+
+void TxnManager::await_visible(uint64_t ts) {
+  index::IndexHeader* h = header();
+  const uint64_t start = util::mono_ns();
+  uint64_t last_probe = start;
+  for (uint32_t spin = 0;; spin++) {
+    advance_visible();
+    if (h->visible_ts.load(std::memory_order_acquire) >= ts) return;
+    uint64_t now = util::mono_ns();
+    if (now - start > kVisibleWaitNs) return;  // a stopped (not dead) committer: give up waiting
+    if (now - last_probe > kProbeEveryNs) {
+      last_probe = now;
+      (void)store_->reap_dead_sessions();
+    }
+    if (spin > 64) std::this_thread::yield();
+  }
+}
+
+Status TxnManager::lock(SessionCore& s, index::KeyRecord* rec) {
+  const uint64_t mine = lock_word(s.slot(), s.generation());
+  uint64_t start = 0, last_probe = 0;
+  for (uint32_t spin = 0;; spin++) {
+    uint64_t expected = 0;
+    if (rec->lock.compare_exchange_strong(expected, mine, std::memory_order_acquire)) return {};
+    if (expected == mine) return {};
+    uint64_t now = util::mono_ns();
+    if (start == 0) start = last_probe = now;
+    if (now - last_probe > kProbeEveryNs) {
+      last_probe = now;
+      uint32_t holder = uint32_t(expected >> 32) - 1;
+      if (holder < store_->table().slot_count() && !store_->table().held_by_other(holder)) {
+        store_->reap_slots({holder});
+      }
+    }
+    if (now - start > kLockSpinNs) {
+      return Error(Code::kConflict,
+                   fmt::format("key is being committed by session {}", uint32_t(expected >> 32) - 1));
+    }
+    if (spin > 32) std::this_thread::yield();
+  }
+}
+
+uint64_t TxnManager::trim_threshold() {
+  const uint64_t now = util::mono_ns();
+  if (now - threshold_at_ns_.load(std::memory_order_relaxed) < kThresholdTtlNs) {
+    return threshold_.load(std::memory_order_relaxed);
+  }
+  index::IndexHeader* h = header();
+  session::SessionTable& t = store_->table();
+  const uint32_t n = std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
+  auto oldest = [&] {
+    uint64_t m = h->visible_ts.load(std::memory_order_seq_cst);
+    for (uint32_t i = 0; i < n; i++) {
+      uint64_t s = t.slot(i)->txn.snapshot.load(std::memory_order_seq_cst);
+      if (s != 0) m = std::min(m, s - 1);
+    }
+    return m;
+  };
+  uint64_t candidate = oldest();
+  uint64_t lw = h->low_water.load(std::memory_order_relaxed);
+  while (lw < candidate &&
+         !h->low_water.compare_exchange_weak(lw, candidate, std::memory_order_seq_cst)) {
+  }
+  uint64_t threshold = std::min(candidate, oldest());
+  threshold_.store(threshold, std::memory_order_relaxed);
+  threshold_at_ns_.store(now, std::memory_order_relaxed);
+  return threshold;
+}
+
+void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
+  const uint64_t low = trim_threshold();
+  region::Region& r = store_->region();
+  uint64_t v = rec->head.load(std::memory_order_relaxed);
+  for (uint32_t depth = 0; v != 0 && depth < 1000000; depth++) {
+    auto* ver = reinterpret_cast<index::Version*>(r.rw(v));
+    if (ver->ts <= low) {
+      uint64_t cut = ver->next.exchange(0, std::memory_order_acq_rel);
+      while (cut != 0) {
+        auto* old = reinterpret_cast<index::Version*>(r.rw(cut));
+        uint64_t next = old->next.load(std::memory_order_relaxed);
+        if (old->blob != 0) (void)s.retire(old->blob);
+        (void)s.retire(cut);
+        cut = next;
+      }
+      return;
+    }
+    v = ver->next.load(std::memory_order_relaxed);
+  }
+}
+
+void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_gen) {
+  txn::TxnSlot& t = sl->txn;
+  const auto state = txn::CommitState(t.state.load(std::memory_order_acquire));
+  const uint64_t word = lock_word(slot, dead_gen);
+  region::Region& r = store_->region();
+  region::Heap& heap = store_->heap();
+  const uint64_t count = t.list_count.load(std::memory_order_acquire);
+  if (state != txn::CommitState::kIdle && t.list != 0 && r.ensure(t.list, count * 16).ok()) {
+    const auto* pairs = reinterpret_cast<const txn::CommitPair*>(r.ro(t.list));
+    for (uint64_t i = 0; i < count; i++) {
+      if (!r.ensure(pairs[i].record, sizeof(index::KeyRecord)).ok()) continue;
+      auto* rec = reinterpret_cast<index::KeyRecord*>(r.rw(pairs[i].record));
+      if (rec->lock.load(std::memory_order_acquire) != word) continue;
+      if (state == txn::CommitState::kInstalling && pairs[i].version != 0) {
+        uint64_t ver_off = pairs[i].version;
+        auto* ver = reinterpret_cast<index::Version*>(r.rw(ver_off));
+        uint64_t head = rec->head.load(std::memory_order_acquire);
+        if (head != ver_off) {
+          ver->next.store(head, std::memory_order_relaxed);
+          if (ver->blob != 0) (void)heap.publish_orphan(ver->blob);
+          (void)heap.publish_orphan(ver_off);
+          rec->head.store(ver_off, std::memory_order_release);
+        }
+      }
+      rec->lock.store(0, std::memory_order_release);
+    }
+  }
+  t.state.store(uint32_t(txn::CommitState::kIdle), std::memory_order_release);
+  t.list = 0;
+  t.list_count.store(0, std::memory_order_relaxed);
+  t.snapshot.store(0, std::memory_order_release);
+  t.installing.store(0, std::memory_order_seq_cst);
+  advance_visible();
+  notify_commit();
+}
+
+void TxnManager::reset_alone() {
+  index::IndexHeader* h = header();
+  if (h->magic != index::kIndexMagic) {
+    h->magic = index::kIndexMagic;
+  }
+  uint64_t g = h->next_ts.load(std::memory_order_relaxed);
+  h->visible_ts.store(g, std::memory_order_relaxed);
+  if (h->low_water.load(std::memory_order_relaxed) > g) h->low_water.store(g, std::memory_order_relaxed);
+  h->waiters.store(0, std::memory_order_relaxed);
+}
+
+void TxnManager::notify_commit() {
+  index::IndexHeader* h = header();
+  h->commit_futex.fetch_add(1, std::memory_order_release);
+  if (h->waiters.load(std::memory_order_acquire) > 0) {
+    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAKE, INT32_MAX,
+              nullptr, nullptr, 0);
+  }
+}
+
+}  // namespace stoa::internal

@@ -1,0 +1,73 @@
+// txn/txn_manager.h — what the transactions of one process share: the index,
+// the visibility watermark, version trimming, record locks, and the
+// recovery of a dead committer.
+//
+// Thread safety: all methods are thread-safe.
+#ifndef STOA_TXN_TXN_MANAGER_H_
+#define STOA_TXN_TXN_MANAGER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+#include "index/btree.h"
+#include "session/layout.h"
+#include "stoa/result.h"
+#include "txn/layout.h"
+
+namespace stoa::internal {
+
+class StoreImpl;
+class SessionCore;
+
+class TxnManager {
+ public:
+  explicit TxnManager(StoreImpl* store);
+
+  index::Btree& tree() { return tree_; }
+  index::IndexHeader* header() const { return tree_.header(); }
+
+  // Takes a snapshot for `slot` (announced in its TxnSlot).
+  uint64_t take_snapshot(session::SessionSlot* slot);
+  static void drop_snapshot(session::SessionSlot* slot);
+
+  // Moves the watermark as far as every finished commit allows.
+  void advance_visible();
+  // Waits (bounded) until commit `ts` is visible, reclaiming dead blockers.
+  void await_visible(uint64_t ts);
+
+  // Locks a record for the session: kConflict when another live session
+  // holds it past the wait bound (a dead holder is reclaimed first).
+  Status lock(SessionCore& s, index::KeyRecord* rec);
+  static uint64_t lock_word(uint32_t slot, uint32_t gen) {
+    return (uint64_t(slot) + 1) << 32 | gen;
+  }
+
+  // Versions older than this are invisible to every snapshot but the
+  // newest one at or below it; trimming keeps that one.
+  uint64_t trim_threshold();
+  // Cuts and retires the versions of `rec` below the trim threshold (the
+  // caller holds the record's lock).
+  void trim(SessionCore& s, index::KeyRecord* rec);
+
+  // Rolls the dead session's commit forward (kInstalling) or back, releases
+  // its record locks and clears its watermark entry. Runs before its memory
+  // is reclaimed (publishing rolled-forward versions first).
+  void recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_gen);
+  // Only when nobody else is attached: every commit is finished or rolled
+  // back, so the watermark may reach the last timestamp handed out.
+  void reset_alone();
+
+  // Wakes Txn::retry waiters after a commit.
+  void notify_commit();
+
+ private:
+  StoreImpl* store_;
+  index::Btree tree_;
+  std::atomic<uint64_t> threshold_{0};
+  std::atomic<uint64_t> threshold_at_ns_{0};
+};
+
+}  // namespace stoa::internal
+
+#endif  // STOA_TXN_TXN_MANAGER_H_
