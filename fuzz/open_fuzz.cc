@@ -1,7 +1,7 @@
 // fuzz/open_fuzz.cc — mutated headers and metadata fed to open and verify.
 //
 // Input: byte 0 holds flags; the rest is XORed over the data file's first
-// three pages (header, heap metadata, first run) of a freshly made store,
+// four pages (header, heap metadata, roots, first run) of a freshly made store,
 // and, past that, over the lock file's first page. Flag bit 0 recomputes the
 // header checksum after mutation, so mutations reach past the checksum into
 // layout checks, heap metadata and the run chain. Flag bit 1 keeps the
@@ -28,7 +28,7 @@
 
 namespace {
 
-constexpr size_t kDataSpan = 3 * stoa::region::kPageSize;
+constexpr size_t kDataSpan = stoa::region::kHeapStart + stoa::region::kPageSize;
 
 struct Template {
   std::string dir;
@@ -89,6 +89,12 @@ const Template& get_template() {
     }
     t.data = read_all(t.dir + "/stoa.data");
     t.lock = read_all(t.dir + "/stoa.lock");
+    std::atexit([] {
+      std::string d = std::filesystem::temp_directory_path().string() + "/stoa-fuzz-" +
+                      std::to_string(getpid());
+      std::filesystem::remove_all(d);
+      std::filesystem::remove_all(d + "-case");
+    });
     return t;
   }();
   return t;

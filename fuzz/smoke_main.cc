@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
   int iterations = argc > 1 ? std::atoi(argv[1]) : 2000;
   std::mt19937_64 rng(20261122);
   for (int it = 0; it < iterations; it++) {
-    std::vector<uint8_t> in(1 + 3 * 4096 + (it % 4 == 0 ? 4096 : 0), 0);
+    std::vector<uint8_t> in(1 + 4 * 4096 + (it % 4 == 0 ? 4096 : 0), 0);
     in[0] = uint8_t(rng());
     int edits = 1 + int(rng() % 4);
     for (int e = 0; e < edits; e++) {

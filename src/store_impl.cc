@@ -178,6 +178,7 @@ Status StoreImpl::open_protocol() {
     if (tidy) {
       heap_->reset_locks();
     } else {
+      heap_->set_clean(false);  // a crash during the rebuild must not look tidy next time
       STOA_TRY(heap_->rebuild_all());
       for (uint32_t i = 0; i < slots; i++) {
         session::SessionSlot* sl = table_->slot(i);

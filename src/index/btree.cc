@@ -44,8 +44,8 @@ Btree::Btree(internal::StoreImpl* store)
 
 uint64_t Btree::prefix_of(std::string_view key) {
   uint64_t p = 0;
-  for (size_t i = 0; i < 8; i++) p = (p << 8) | (i < key.size() ? uint8_t(key[i]) : 0);
-  return p;
+  std::memcpy(&p, key.data(), std::min<size_t>(8, key.size()));
+  return __builtin_bswap64(p);  // big-endian: integer order is byte order
 }
 
 const Node* Btree::node(Offset n) const {
@@ -86,6 +86,9 @@ int Btree::child_index(const Node* n, std::string_view key, uint64_t kp) const {
   int lo = 1, hi = n->count;
   while (lo < hi) {
     int mid = (lo + hi) / 2;
+    // Both possible next probes, so the next miss overlaps this one.
+    __builtin_prefetch(&n->prefix[(lo + mid) / 2]);
+    __builtin_prefetch(&n->prefix[(mid + 1 + hi) / 2]);
     if (compare(key, kp, n->prefix[mid], n->sep[mid]) >= 0) lo = mid + 1;
     else hi = mid;
   }
@@ -96,6 +99,8 @@ int Btree::leaf_lower_bound(const Node* n, std::string_view key, uint64_t kp, bo
   int lo = 0, hi = n->count;
   while (lo < hi) {
     int mid = (lo + hi) / 2;
+    __builtin_prefetch(&n->prefix[(lo + mid) / 2]);
+    __builtin_prefetch(&n->prefix[(mid + 1 + hi) / 2]);
     if (compare(key, kp, n->prefix[mid], n->ptr[mid].load(std::memory_order_relaxed)) > 0) lo = mid + 1;
     else hi = mid;
   }
@@ -117,6 +122,11 @@ Offset Btree::find(std::string_view key) const {
     }
     int i = child_index(n, key, kp);
     cur = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
+    // The child's header and the middle of its key array: the first two
+    // lines any search of it touches, fetched together.
+    const char* c = region_->ro(cur);
+    __builtin_prefetch(c);
+    __builtin_prefetch(c + offsetof(Node, prefix) + 8 * (kFan / 2));
   }
   return 0;
 }

@@ -139,6 +139,9 @@ static bool owned_by(const Tag& t, const Owner& o) {
 Result<size_t> Heap::usable_size(Offset body) const {
   Tag t;
   STOA_ASSIGN(Offset block, check_block(body, &t));
+  if (t.state == BlockState::kFree || t.state == BlockState::kCached) {
+    return Error(Code::kInvalidArgument, fmt::format("block {} is free", body));
+  }
   uint64_t bytes = block_bytes(region_, seed_, block, t);
   if (t.klass == kLargeClass) return size_t(bytes - kRunHeaderSize - kBlockHeaderSize);
   return size_t(bytes - kBlockHeaderSize);

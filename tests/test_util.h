@@ -1,0 +1,396 @@
+// tests/test_util.h — shared helpers for the multi-process test suites.
+//
+//  - TempDir: a scratch directory under STOA_TEST_TMPDIR, removed in its
+//    destructor (also when the test failed, and after permissions were
+//    changed inside it).
+//  - Children: forks children that run a lambda and _exit() with its status
+//    (a child never returns into gtest); its destructor SIGKILLs and reaps
+//    every child still running, so a failing test leaves no processes.
+//  - Shared<T>: a T in anonymous shared memory, created before fork(), for
+//    control words between parent and children (lock-free atomics only).
+//  - CHILD_CHECK: in a child, prints the failure (with the seed the test
+//    printed) and _exit()s with status 1.
+//  - stress_scale(): STOA_STRESS_SCALE (default 1) multiplies iteration
+//    counts and durations for longer release runs.
+//  - test_seed(): STOA_TEST_SEED, or a fresh random seed; print it.
+//
+// Thread safety: TempDir and Children belong to the test's main thread.
+#ifndef STOA_TESTS_TEST_UTIL_H_
+#define STOA_TESTS_TEST_UTIL_H_
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <new>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace stoa::test {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+inline double stress_scale() {
+  const char* s = std::getenv("STOA_STRESS_SCALE");
+  if (s == nullptr || *s == '\0') return 1.0;
+  double v = std::strtod(s, nullptr);
+  return v > 0 ? v : 1.0;
+}
+
+// Scales a count or a duration (in ms) by STOA_STRESS_SCALE.
+inline uint64_t scaled(uint64_t base) {
+  double v = double(base) * stress_scale();
+  return v < 1 ? 1 : uint64_t(v);
+}
+
+inline uint64_t test_seed() {
+  const char* s = std::getenv("STOA_TEST_SEED");
+  if (s != nullptr && *s != '\0') return std::strtoull(s, nullptr, 0);
+  std::random_device rd;
+  return (uint64_t(rd()) << 32) ^ rd();
+}
+
+inline double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Recursively makes everything under `p` owner-accessible again so that
+// remove_all can delete it (tests chmod directories to 0).
+inline void unlock_tree(const std::filesystem::path& p) {
+  std::error_code ec;
+  ::chmod(p.c_str(), 0700);
+  if (!std::filesystem::is_directory(p, ec)) return;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           p, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec)) ::chmod(it->path().c_str(), 0700);
+  }
+}
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag) {
+    std::string tmpl = std::string(STOA_TEST_TMPDIR) + "/stoa-" + tag + "-XXXXXX";
+    char* p = ::mkdtemp(tmpl.data());
+    if (p == nullptr) {
+      std::fprintf(stderr, "mkdtemp(%s): %s\n", tmpl.c_str(), std::strerror(errno));
+      std::abort();
+    }
+    path_ = p;
+    owner_ = ::getpid();
+  }
+  ~TempDir() {
+    if (::getpid() != owner_) return;  // never in a forked child
+    if (std::getenv("STOA_KEEP_TMP") != nullptr) {
+      std::fprintf(stderr, "keeping %s (STOA_KEEP_TMP)\n", path_.c_str());
+      return;
+    }
+    std::error_code ec;
+    unlock_tree(path_);
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+  pid_t owner_ = 0;
+};
+
+// One object of type T in anonymous shared memory, visible to children forked
+// after construction. T should hold only lock-free atomics and plain data.
+template <typename T>
+class Shared {
+ public:
+  explicit Shared(size_t bytes = sizeof(T)) : bytes_(std::max(bytes, sizeof(T))) {
+    void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      std::perror("mmap shared");
+      std::abort();
+    }
+    ptr_ = new (p) T();
+  }
+  ~Shared() {
+    ptr_->~T();
+    ::munmap(ptr_, bytes_);
+  }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+  T* operator->() const { return ptr_; }
+  T& operator*() const { return *ptr_; }
+  T* get() const { return ptr_; }
+
+ private:
+  size_t bytes_;
+  T* ptr_;
+};
+
+// "exited 0", "killed by signal 9 (Killed)", ...
+inline std::string describe_status(int status) {
+  if (WIFEXITED(status)) return fmt::format("exited {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return fmt::format("killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  }
+  return fmt::format("status {:#x}", status);
+}
+
+// "ok", or the error of a stoa::Result / stoa::Status, for messages.
+template <typename R>
+std::string err(const R& r) {
+  return r.ok() ? std::string("ok") : r.error().to_string();
+}
+
+inline bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+// Prints a child's failure and ends the child (all its threads) at once.
+[[noreturn]] inline void child_fail(const char* file, int line, const std::string& msg) {
+  std::fprintf(stderr, "[child pid %d] %s:%d: %s\n", int(::getpid()), file, line, msg.c_str());
+  std::fflush(stderr);
+  std::fflush(stdout);
+  ::_exit(1);
+}
+
+#define CHILD_CHECK(cond, ...)                                                           \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      ::stoa::test::child_fail(__FILE__, __LINE__,                                       \
+                               std::string("check failed: " #cond ": ") +                \
+                                   ::fmt::format(__VA_ARGS__));                          \
+    }                                                                                    \
+  } while (0)
+
+class Children {
+ public:
+  Children() : owner_(::getpid()) {}
+  ~Children() { kill_all(); }
+  Children(const Children&) = delete;
+  Children& operator=(const Children&) = delete;
+
+  // Forks; the child runs fn and _exit()s with its result (99 when it threw).
+  pid_t spawn(std::function<int()> fn) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      std::perror("fork");
+      std::abort();
+    }
+    if (pid == 0) {
+      int rc = 98;
+      try {
+        rc = fn();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "[child pid %d] exception: %s\n", int(::getpid()), e.what());
+        rc = 99;
+      } catch (...) {
+        std::fprintf(stderr, "[child pid %d] unknown exception\n", int(::getpid()));
+        rc = 99;
+      }
+      std::fflush(stdout);
+      std::fflush(stderr);
+      ::_exit(rc);
+    }
+    live_.insert(pid);
+    return pid;
+  }
+
+  // Waits for `pid` for at most `timeout`; returns its wait status, or -1 if
+  // it did not end in time (it is then killed and reaped).
+  int wait(pid_t pid, milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+      int status = 0;
+      pid_t r = ::waitpid(pid, &status, WNOHANG);
+      if (r == pid) {
+        live_.erase(pid);
+        return status;
+      }
+      if (r < 0 && errno != EINTR) {
+        live_.erase(pid);
+        return -2;
+      }
+      if (Clock::now() >= deadline) {
+        kill_one(pid);
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+  }
+
+  // Reaps `pid` if it has ended (without waiting); true then, with its status.
+  bool try_reap(pid_t pid, int* status) {
+    pid_t r = ::waitpid(pid, status, WNOHANG);
+    if (r == pid || (r < 0 && errno == ECHILD)) {
+      live_.erase(pid);
+      return true;
+    }
+    return false;
+  }
+
+  // SIGKILLs `pid` and reaps it; returns its wait status.
+  int kill_one(pid_t pid, int sig = SIGKILL) {
+    ::kill(pid, sig);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    live_.erase(pid);
+    return status;
+  }
+
+  void kill_all() {
+    if (::getpid() != owner_) return;
+    for (pid_t p : std::set<pid_t>(live_)) kill_one(p);
+  }
+
+  size_t live_count() const { return live_.size(); }
+
+ private:
+  pid_t owner_;
+  std::set<pid_t> live_;
+};
+
+// Polls `pred` until it is true or `timeout` passes; returns pred's last value.
+template <typename Pred>
+bool wait_until(Pred pred, milliseconds timeout,
+                std::chrono::microseconds step = std::chrono::microseconds(200)) {
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (Clock::now() >= deadline) return pred();
+    std::this_thread::sleep_for(step);
+  }
+}
+
+// A fast pattern generator: splitmix64.
+inline uint64_t splitmix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Fills [p, p+len) with the pattern of `key`: word i is splitmix(key) + i*K;
+// trailing bytes take the low bytes of the next word.
+inline void fill_pattern(char* p, size_t len, uint64_t key) {
+  const uint64_t base = splitmix(key);
+  size_t words = len / 8;
+  for (size_t i = 0; i < words; i++) {
+    uint64_t w = base + i * 0xD6E8FEB86659FD93ull;
+    std::memcpy(p + i * 8, &w, 8);
+  }
+  uint64_t w = base + words * 0xD6E8FEB86659FD93ull;
+  std::memcpy(p + words * 8, &w, len % 8);
+}
+
+// Returns the index of the first byte that differs from the pattern, or -1.
+inline int64_t check_pattern(const char* p, size_t len, uint64_t key) {
+  const uint64_t base = splitmix(key);
+  size_t words = len / 8;
+  for (size_t i = 0; i < words; i++) {
+    uint64_t w = base + i * 0xD6E8FEB86659FD93ull, got;
+    std::memcpy(&got, p + i * 8, 8);
+    if (got != w) {
+      for (size_t b = 0; b < 8; b++) {
+        if (reinterpret_cast<const char*>(&got)[b] != reinterpret_cast<const char*>(&w)[b]) {
+          return int64_t(i * 8 + b);
+        }
+      }
+    }
+  }
+  uint64_t w = base + words * 0xD6E8FEB86659FD93ull;
+  for (size_t b = 0; b < len % 8; b++) {
+    if (p[words * 8 + b] != reinterpret_cast<const char*>(&w)[b]) return int64_t(words * 8 + b);
+  }
+  return -1;
+}
+
+
+// --- checksummed entries ------------------------------------------------------
+// A published block that readers validate in place: a header naming its own
+// offset, then a payload that never contains the poison byte (0xDB), so a
+// premature free (poisoned with 0xDB) or a reuse (rewritten with another
+// header or payload) is seen as a bad magic, offset, checksum or poison.
+inline constexpr uint64_t kEntryMagic = 0x5354414e44454e54ull;  // "STANDENT"
+inline constexpr uint8_t kPoison = 0xDB;
+
+struct EntryHdr {
+  uint64_t magic;
+  uint64_t off;  // the block's own offset
+  uint64_t seq;  // writer's sequence number (keys the payload)
+  uint64_t len;  // payload bytes after the header
+  uint64_t sum;  // of the words above and the payload
+};
+
+inline uint8_t entry_byte(uint64_t seq, uint64_t i) {
+  uint8_t v = uint8_t(splitmix(seq * 0x100000001B3ull + (i >> 3)) >> ((i & 7) * 8)) ;
+  return v == kPoison ? uint8_t(v - 1) : v;
+}
+
+inline uint64_t entry_sum(const EntryHdr& h, const char* payload) {
+  uint64_t s = splitmix(h.magic ^ splitmix(h.off ^ splitmix(h.seq ^ splitmix(h.len))));
+  uint64_t acc = 0;
+  for (uint64_t i = 0; i < h.len; i++) acc = acc * 31 + uint8_t(payload[i]);
+  return s ^ splitmix(acc);
+}
+
+// Writes an entry of `len` payload bytes at p (the block at `off`).
+inline void fill_entry(char* p, uint64_t off, uint64_t seq, uint64_t len) {
+  EntryHdr h{kEntryMagic, off, seq, len, 0};
+  char* payload = p + sizeof(EntryHdr);
+  for (uint64_t i = 0; i < len; i++) payload[i] = char(entry_byte(seq, i));
+  h.sum = entry_sum(h, payload);
+  std::memcpy(p, &h, sizeof(h));
+}
+
+// Checks the entry at p (block `off`, at most max_len payload bytes mapped
+// after the header when max_len != 0); "" when sound, otherwise what is wrong.
+inline std::string check_entry_header(const char* p, uint64_t off, EntryHdr* out) {
+  EntryHdr h;
+  std::memcpy(&h, p, sizeof(h));
+  if (out != nullptr) *out = h;
+  const auto* raw = reinterpret_cast<const uint8_t*>(p);
+  size_t poison = 0;
+  for (size_t i = 0; i < sizeof(h); i++) poison += raw[i] == kPoison;
+  if (poison == sizeof(h)) return fmt::format("entry {}: header is all poison (0xDB): freed", off);
+  if (h.magic != kEntryMagic) return fmt::format("entry {}: bad magic {:#x}", off, h.magic);
+  if (h.off != off) return fmt::format("entry {}: header names offset {} (reused)", off, h.off);
+  if (h.len > (uint64_t{1} << 24)) return fmt::format("entry {}: absurd length {}", off, h.len);
+  return "";
+}
+inline std::string check_entry_payload(const char* p, uint64_t off, const EntryHdr& h) {
+  const char* payload = p + sizeof(EntryHdr);
+  for (uint64_t i = 0; i < h.len; i++) {
+    if (uint8_t(payload[i]) == kPoison) {
+      return fmt::format("entry {} (seq {}, {} bytes): poison byte 0xDB at payload byte {}: freed "
+                         "while reachable",
+                         off, h.seq, h.len, i);
+    }
+  }
+  if (entry_sum(h, payload) != h.sum) {
+    return fmt::format("entry {} (seq {}, {} bytes): checksum mismatch (rewritten while reachable)",
+                       off, h.seq, h.len);
+  }
+  return "";
+}
+
+}  // namespace stoa::test
+
+#endif  // STOA_TESTS_TEST_UTIL_H_
