@@ -73,10 +73,18 @@ void escape_append(std::string& out, std::string_view bytes) {
   for (char c : bytes) {
     const auto u = uint8_t(c);
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (u < 0x20 || u == 0x7f) {
           out += "\\x";
@@ -116,10 +124,18 @@ Result<std::string> unescape_field(std::string_view text, size_t first_column) {
                                first_column + i));
     }
     switch (text[i + 1]) {
-      case '\\': out += '\\'; break;
-      case 't': out += '\t'; break;
-      case 'n': out += '\n'; break;
-      case 'r': out += '\r'; break;
+      case '\\':
+        out += '\\';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
       case 'x': {
         int hi = i + 2 < text.size() ? hex(text[i + 2]) : -1;
         int lo = i + 3 < text.size() ? hex(text[i + 3]) : -1;
@@ -132,9 +148,10 @@ Result<std::string> unescape_field(std::string_view text, size_t first_column) {
         break;
       }
       default:
-        return Error(Code::kInvalidArgument,
-                     fmt::format("column {}: unknown escape \"\\{}\" (known: \\\\ \\t \\n \\r \\xHH)",
-                                 first_column + i, escape_field(text.substr(i + 1, 1))));
+        return Error(
+            Code::kInvalidArgument,
+            fmt::format("column {}: unknown escape \"\\{}\" (known: \\\\ \\t \\n \\r \\xHH)",
+                        first_column + i, escape_field(text.substr(i + 1, 1))));
     }
     i++;
   }
@@ -439,7 +456,8 @@ int cmd_put(const std::string& dir, const PutArgs& a) {
     if (!data.ok()) return report(data.error());
     value = std::move(*data);
   } else {
-    if (::isatty(0)) fmt::print(stderr, "stoa: reading the value from the terminal; end it with Ctrl-D\n");
+    if (::isatty(0))
+      fmt::print(stderr, "stoa: reading the value from the terminal; end it with Ctrl-D\n");
     auto data = read_all(0, "stdin");
     if (!data.ok()) return report(data.error());
     value = std::move(*data);
@@ -567,11 +585,12 @@ class LineReader {
   uint64_t consumed_ = 0;
 };
 
-// `load`'s progress line on stderr, only when stderr is a terminal.
+// `load`'s progress line on stderr, only when stderr is a terminal (and
+// stdin is not: someone typing lines would have them overwritten).
 class Progress {
  public:
   explicit Progress(uint64_t total_bytes)
-      : on_(::isatty(2) != 0), total_(total_bytes), t0_(util::mono_ns()) {}
+      : on_(::isatty(2) != 0 && ::isatty(0) == 0), total_(total_bytes), t0_(util::mono_ns()) {}
   void update(uint64_t lines, uint64_t bytes, bool force = false) {
     if (!on_) return;
     const uint64_t now = util::mono_ns();
@@ -709,7 +728,8 @@ constexpr const char* kFooter = R"(Exit status:
 
 Run "stoa <command> --help" for a command's options.)";
 
-constexpr const char* kLineFormat = R"(Line format (scan, dump, load): one key per line, KEY<TAB>VALUE<LF>. In both
+constexpr const char* kLineFormat =
+    R"(Line format (scan, dump, load): one key per line, KEY<TAB>VALUE<LF>. In both
 fields a backslash is written \\, a tab \t, a newline \n, a carriage return
 \r, and any other byte below 0x20 (or 0x7f) \xHH; every other byte, UTF-8
 included, is written as it is. load reads the same escapes (and skips blank
@@ -799,20 +819,20 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   load->footer(std::string(kLineFormat) +
                "\n\nA progress line (lines/s) goes to stderr when it is a terminal; a summary "
-               "line goes to stdout at the end.");
+               "line\ngoes to stdout at the end.");
 
   DemoArgs demo_args;
   auto* demo = app.add_subcommand(
       "demo",
-      "Start worker processes that share data, SIGKILL one, show the survivors reclaim it, "
-      "then run bank transfers between processes while an auditor checks every snapshot");
+      "Worker processes share data, one is SIGKILLed and reclaimed; then bank transfers "
+      "between processes, every snapshot audited");
   demo->add_option("--dir", demo_args.dir,
                    "Create the store here (a missing or empty directory; default: a temporary "
                    "directory, removed afterwards)");
-  demo->add_option("--workers", demo_args.workers, "Worker processes")
+  demo->add_option("--workers", demo_args.workers, "Allocator worker processes")
       ->check(CLI::Range(2, 64))
       ->capture_default_str();
-  demo->add_option("--seconds", demo_args.seconds, "How long the workers run")
+  demo->add_option("--seconds", demo_args.seconds, "How long the allocator workers run")
       ->check(CLI::Range(0.5, 600.0))
       ->capture_default_str();
   demo->add_option("--accounts", demo_args.accounts, "Bank accounts (1000 each to start)")

@@ -105,9 +105,30 @@ void CycleManager::reset(Purgatory& p) {
   p.objects.store(0, std::memory_order_relaxed);
 }
 
-CycleManager::Advance CycleManager::try_advance() {
+bool CycleManager::needs_advance(const Purgatory& p) const {
+  uint64_t c = global_->current.load(std::memory_order_relaxed);
+  for (const auto& b : p.bags) {
+    if (b.count != 0 && b.cycle + 2 > c) return true;
+  }
+  return false;
+}
+
+namespace {
+constexpr uint64_t kAdvanceGapNs = 50'000;  // at most one barrier per 50 us per process
+}
+
+CycleManager::Advance CycleManager::try_advance(bool rate_limited) {
   Advance a;
   uint64_t c = global_->current.load(std::memory_order_relaxed);
+  const uint64_t now = util::mono_ns();
+  uint64_t last = last_attempt_ns_.load(std::memory_order_relaxed);
+  if (rate_limited &&
+      (now - last < kAdvanceGapNs ||
+       !last_attempt_ns_.compare_exchange_strong(last, now, std::memory_order_relaxed))) {
+    a.cycle = c;  // another thread of this process is advancing, or just did
+    return a;
+  }
+  last_attempt_ns_.store(now, std::memory_order_relaxed);
   // Orders every registered pinner's pin store before its later loads. If
   // the barrier cannot be issued, pins stored relaxed elsewhere might not be
   // visible yet: advancing would be unsafe, so don't.

@@ -66,12 +66,18 @@ class CycleManager {
   // Empties a purgatory without freeing (after recovery took its blocks).
   static void reset(Purgatory& p);
 
+  // True when the oldest non-empty bag of `p` is not yet freeable.
+  bool needs_advance(const Purgatory& p) const;
+
   struct Advance {
     bool advanced = false;
     uint64_t cycle = 0;               // the current cycle afterwards
     std::vector<uint32_t> blockers;   // live slots pinned to an older cycle
   };
-  Advance try_advance();
+  // rate_limited: skip (report no progress) when this process issued a
+  // barrier less than 50 us ago — for the automatic collects on the write
+  // path, where a barrier per call would cost more than it frees.
+  Advance try_advance(bool rate_limited = false);
 
  private:
   uint64_t free_bag(Purgatory& p, uint32_t i, region::Heap& heap, region::Owner& o);
@@ -79,6 +85,9 @@ class CycleManager {
   CycleGlobal* global_;
   session::SessionTable* table_;
   bool membarrier_;
+  // Last barrier this process issued (monotonic ns): advances closer than
+  // kAdvanceGapNs apart reuse it instead of paying another IPI round.
+  std::atomic<uint64_t> last_attempt_ns_{0};
 };
 
 }  // namespace stoa::cycle

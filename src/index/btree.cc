@@ -163,78 +163,86 @@ void Btree::freeze(Node* n) const {
   }
 }
 
-Result<bool> Btree::replace(internal::SessionCore& s, std::vector<Step>& path, size_t depth,
-                            Offset old, Offset left, Offset right, Offset sep,
-                            std::vector<Offset>& created, std::vector<Offset>& replaced) {
-  if (right == 0) {
-    uint64_t expected = old;
-    bool ok = depth == 0
-                  ? hdr_->root.compare_exchange_strong(expected, left, std::memory_order_acq_rel)
-                  : node_rw(path[depth - 1].node)
-                        ->ptr[path[depth - 1].idx]
-                        .compare_exchange_strong(expected, left, std::memory_order_acq_rel);
-    if (ok) replaced.push_back(old);
-    return ok;
+Status Btree::build_nodes(internal::SessionCore& s, NodeKind kind, uint32_t level,
+                          const std::vector<uint64_t>& ptrs, const std::vector<uint64_t>& seps,
+                          const std::vector<uint64_t>& prefs, std::vector<Offset>* nodes,
+                          std::vector<Offset>* node_seps, std::vector<Offset>& created) {
+  // One node when everything fits; otherwise chunks three-quarters full, so
+  // the next inserts into them do not split at once.
+  // (The last chunk holds what is left: more than kFan / 4 entries, since
+  // a full chunk is only taken while more than kFan remain.)
+  const size_t n = ptrs.size();
+  for (size_t from = 0, to = 0; from < n; from = to) {
+    to = from + (n - from <= kFan ? n - from : kFan * 3 / 4);
+    STOA_ASSIGN(Offset o, new_node(s, kind, level));
+    created.push_back(o);
+    Node* q = reinterpret_cast<Node*>(s.write_ptr(o));
+    q->count = uint16_t(to - from);
+    for (size_t i = from; i < to; i++) {
+      q->ptr[i - from].store(ptrs[i], std::memory_order_relaxed);
+      q->prefix[i - from] = prefs[i];
+      if (kind == NodeKind::kInner) q->sep[i - from] = i == from ? 0 : seps[i];
+    }
+    if (kind == NodeKind::kInner) q->prefix[0] = 0;
+    STOA_TRY(s.publish(o));
+    nodes->push_back(o);
+    node_seps->push_back(kind == NodeKind::kInner ? seps[from] : ptrs[from]);
   }
-  const uint64_t sep_prefix = prefix_of(key_of(sep));
-  if (depth == 0) {  // the root split: a new root above it
-    STOA_ASSIGN(Offset r, new_node(s, NodeKind::kInner, node(left)->level + 1));
-    created.push_back(r);
-    Node* n = reinterpret_cast<Node*>(s.write_ptr(r));
-    n->count = 2;
-    n->prefix[0] = 0;
-    n->sep[0] = 0;
-    n->ptr[0].store(left, std::memory_order_relaxed);
-    n->prefix[1] = sep_prefix;
-    n->sep[1] = sep;
-    n->ptr[1].store(right, std::memory_order_relaxed);
-    STOA_TRY(s.publish(r));
+  return {};
+}
+
+Result<bool> Btree::replace(internal::SessionCore& s, std::vector<Step>& path, size_t depth,
+                            Offset old, std::vector<Offset> nodes, std::vector<Offset> seps,
+                            std::vector<Offset>& created, std::vector<Offset>& replaced) {
+  if (depth == 0) {
+    // The root: stack new levels on top until one node remains.
+    uint32_t level = node(nodes[0])->level;
+    while (nodes.size() > 1) {
+      std::vector<uint64_t> ptrs(nodes.begin(), nodes.end()), sp(seps.begin(), seps.end()), prefs;
+      for (size_t i = 0; i < sp.size(); i++) prefs.push_back(i == 0 ? 0 : prefix_of(key_of(sp[i])));
+      std::vector<Offset> up, up_seps;
+      STOA_TRY(build_nodes(s, NodeKind::kInner, ++level, ptrs, sp, prefs, &up, &up_seps, created));
+      nodes = std::move(up);
+      seps = std::move(up_seps);
+    }
     uint64_t expected = old;
-    if (!hdr_->root.compare_exchange_strong(expected, r, std::memory_order_acq_rel)) return false;
-    replaced.push_back(old);
+    if (!hdr_->root.compare_exchange_strong(expected, nodes[0], std::memory_order_acq_rel)) {
+      return false;
+    }
+    if (old != 0) replaced.push_back(old);
     return true;
   }
   const Offset p_off = path[depth - 1].node;
   const int pi = path[depth - 1].idx;
   Node* p = node_rw(p_off);
+  if (nodes.size() == 1) {
+    uint64_t expected = old;
+    if (!p->ptr[pi].compare_exchange_strong(expected, nodes[0], std::memory_order_acq_rel)) {
+      return false;
+    }
+    replaced.push_back(old);
+    return true;
+  }
   freeze(p);
   if ((p->ptr[pi].load(std::memory_order_acquire) & ~kFrozen) != old) return false;
-  // P's entries with `old` replaced by left, and (sep, right) after it.
-  const uint32_t n = p->count + 1u;
-  uint64_t ptrs[kFan + 1], seps[kFan + 1], prefs[kFan + 1];
-  for (uint32_t i = 0, j = 0; i < p->count; i++, j++) {
-    ptrs[j] = p->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
-    seps[j] = p->sep[i];
-    prefs[j] = p->prefix[i];
-    if (int(i) == pi) {
-      ptrs[j] = left;
-      j++;
-      ptrs[j] = right;
-      seps[j] = sep;
-      prefs[j] = sep_prefix;
+  // P's entries, with `old` replaced by the new nodes and their separators.
+  std::vector<uint64_t> ptrs, sp, prefs;
+  for (int i = 0; i < p->count; i++) {
+    if (i != pi) {
+      ptrs.push_back(p->ptr[i].load(std::memory_order_acquire) & ~kFrozen);
+      sp.push_back(p->sep[i]);
+      prefs.push_back(p->prefix[i]);
+      continue;
+    }
+    for (size_t k = 0; k < nodes.size(); k++) {
+      ptrs.push_back(nodes[k]);
+      sp.push_back(k == 0 ? p->sep[i] : seps[k]);
+      prefs.push_back(k == 0 ? p->prefix[i] : prefix_of(key_of(seps[k])));
     }
   }
-  auto build = [&](uint32_t from, uint32_t to) -> Result<Offset> {
-    STOA_ASSIGN(Offset o, new_node(s, NodeKind::kInner, p->level));
-    created.push_back(o);
-    Node* q = reinterpret_cast<Node*>(s.write_ptr(o));
-    q->count = uint16_t(to - from);
-    for (uint32_t i = from; i < to; i++) {
-      q->ptr[i - from].store(ptrs[i], std::memory_order_relaxed);
-      q->sep[i - from] = i == from ? 0 : seps[i];
-      q->prefix[i - from] = i == from ? 0 : prefs[i];
-    }
-    STOA_TRY(s.publish(o));
-    return o;
-  };
-  if (n <= kFan) {
-    STOA_ASSIGN(Offset np, build(0, n));
-    return replace(s, path, depth - 1, p_off, np, 0, 0, created, replaced);
-  }
-  const uint32_t half = n / 2;
-  STOA_ASSIGN(Offset p1, build(0, half));
-  STOA_ASSIGN(Offset p2, build(half, n));
-  return replace(s, path, depth - 1, p_off, p1, p2, seps[half], created, replaced);
+  std::vector<Offset> up, up_seps;
+  STOA_TRY(build_nodes(s, NodeKind::kInner, p->level, ptrs, sp, prefs, &up, &up_seps, created));
+  return replace(s, path, depth - 1, p_off, std::move(up), std::move(up_seps), created, replaced);
 }
 
 Status Btree::help(internal::SessionCore& s, std::vector<Step>& path, size_t depth) {
@@ -251,7 +259,7 @@ Status Btree::help(internal::SessionCore& s, std::vector<Step>& path, size_t dep
   }
   STOA_TRY(s.publish(c));
   std::vector<Offset> created{c}, replaced;
-  auto ok = replace(s, path, depth, x_off, c, 0, 0, created, replaced);
+  auto ok = replace(s, path, depth, x_off, {c}, {0}, created, replaced);
   if (ok.ok() && *ok) {
     for (Offset r : replaced) (void)s.retire(r);
   } else {
@@ -261,107 +269,135 @@ Status Btree::help(internal::SessionCore& s, std::vector<Step>& path, size_t dep
 }
 
 Result<Offset> Btree::find_or_insert(internal::SessionCore& s, std::string_view key) {
-  const uint64_t kp = prefix_of(key);
-  Offset rec = 0;
+  std::vector<Offset> recs;
+  STOA_TRY(find_or_insert_batch(s, {key}, &recs));
+  return recs[0];
+}
+
+Status Btree::find_or_insert_batch(internal::SessionCore& s, const std::vector<std::string_view>& keys,
+                                   std::vector<Offset>* recs) {
+  const size_t n = keys.size();
+  recs->assign(n, 0);
+  std::vector<Offset> fresh(n, 0);  // records made for absent keys, kept across retries
+  std::vector<uint64_t> kps(n);
+  for (size_t i = 0; i < n; i++) kps[i] = prefix_of(keys[i]);
+  auto cleanup = [&] {
+    for (Offset r : fresh) {
+      if (r != 0) (void)s.free(r);
+    }
+  };
   std::vector<Step> path;
   std::vector<Offset> created, replaced;
-  for (int attempt = 0; attempt < 100000; attempt++) {
+  size_t i = 0;
+  for (int attempt = 0; i < n; attempt++) {
+    if (attempt > 1000000) {
+      cleanup();
+      return Error(Code::kConflict, "index insert did not settle after many attempts");
+    }
     path.clear();
     created.clear();
     replaced.clear();
+    // Descend to keys[i]'s leaf, keeping the tightest upper bound seen.
+    Offset hi = 0;
+    uint64_t hi_prefix = 0;
     Offset cur = hdr_->root.load(std::memory_order_acquire);
-    if (cur == 0) {
-      if (rec == 0) {
-        STOA_ASSIGN(rec, new_record(s, key));
-      }
-      STOA_ASSIGN(Offset leaf, new_node(s, NodeKind::kLeaf, 0));
-      Node* n = reinterpret_cast<Node*>(s.write_ptr(leaf));
-      n->count = 1;
-      n->prefix[0] = kp;
-      n->ptr[0].store(rec, std::memory_order_relaxed);
-      STOA_TRY(s.publish(leaf));
-      uint64_t expected = 0;
-      if (hdr_->root.compare_exchange_strong(expected, leaf, std::memory_order_acq_rel)) {
-        hdr_->records.fetch_add(1, std::memory_order_relaxed);
-        return rec;
-      }
-      (void)s.free(leaf);
-      continue;
-    }
     bool helped = false;
-    for (;;) {
-      const Node* n = node(cur);
-      if (n->count > kFan || path.size() > kMaxDepth ||
-          (n->kind != uint16_t(NodeKind::kLeaf) && n->kind != uint16_t(NodeKind::kInner))) {
-        return Error(Code::kCorrupt, fmt::format("{}: index node at offset {} is damaged",
-                                                 region_->path(), cur));
+    while (cur != 0) {
+      const Node* nd = node(cur);
+      if (nd->count > kFan || path.size() > kMaxDepth ||
+          (nd->kind != uint16_t(NodeKind::kLeaf) && nd->kind != uint16_t(NodeKind::kInner))) {
+        cleanup();
+        return Error(Code::kCorrupt,
+                     fmt::format("{}: index node at offset {} is damaged", region_->path(), cur));
       }
-      if (n->kind == uint16_t(NodeKind::kLeaf)) break;
-      int i = child_index(n, key, kp);
-      path.push_back({cur, i});
-      uint64_t w = n->ptr[i].load(std::memory_order_acquire);
+      if (nd->kind == uint16_t(NodeKind::kLeaf)) break;
+      int c = child_index(nd, keys[i], kps[i]);
+      if (c + 1 < nd->count) {
+        hi = nd->sep[c + 1];
+        hi_prefix = nd->prefix[c + 1];
+      }
+      path.push_back({cur, c});
+      uint64_t w = nd->ptr[c].load(std::memory_order_acquire);
       if (w & kFrozen) {
-        STOA_TRY(help(s, path, path.size() - 1));
+        Status st = help(s, path, path.size() - 1);
+        if (!st.ok()) {
+          cleanup();
+          return st;
+        }
         helped = true;
         break;
       }
       cur = w;
     }
     if (helped) continue;
-    path.push_back({cur, -1});
-    const Node* leaf = node(cur);
-    bool found;
-    const int pos = leaf_lower_bound(leaf, key, kp, &found);
-    if (found) {
-      if (rec != 0) (void)s.free(rec);
-      return leaf->ptr[pos].load(std::memory_order_relaxed);
-    }
-    if (rec == 0) {
-      STOA_ASSIGN(rec, new_record(s, key));
-    }
-    const uint32_t n = leaf->count + 1u;
-    uint64_t recs[kFan + 1], prefs[kFan + 1];
-    for (uint32_t i = 0, j = 0; j < n; j++) {
-      if (int(j) == pos) {
-        recs[j] = rec;
-        prefs[j] = kp;
-      } else {
-        recs[j] = leaf->ptr[i].load(std::memory_order_relaxed);
-        prefs[j] = leaf->prefix[i];
-        i++;
+    // The keys that belong in this leaf, merged with its entries.
+    size_t j = i;
+    while (j < n && (hi == 0 || compare(keys[j], kps[j], hi_prefix, hi) < 0)) j++;
+    std::vector<uint64_t> ptrs, prefs;
+    const Node* leaf = cur != 0 ? node(cur) : nullptr;
+    const int count = leaf != nullptr ? leaf->count : 0;
+    bool added = false;
+    int e = 0;
+    for (size_t k = i; k < j; k++) {
+      while (e < count &&
+             compare(keys[k], kps[k], leaf->prefix[e], leaf->ptr[e].load(std::memory_order_relaxed)) > 0) {
+        ptrs.push_back(leaf->ptr[e].load(std::memory_order_relaxed));
+        prefs.push_back(leaf->prefix[e]);
+        e++;
       }
-    }
-    auto build = [&](uint32_t from, uint32_t to) -> Result<Offset> {
-      STOA_ASSIGN(Offset o, new_node(s, NodeKind::kLeaf, 0));
-      created.push_back(o);
-      Node* q = reinterpret_cast<Node*>(s.write_ptr(o));
-      q->count = uint16_t(to - from);
-      for (uint32_t i = from; i < to; i++) {
-        q->ptr[i - from].store(recs[i], std::memory_order_relaxed);
-        q->prefix[i - from] = prefs[i];
+      if (e < count &&
+          compare(keys[k], kps[k], leaf->prefix[e], leaf->ptr[e].load(std::memory_order_relaxed)) == 0) {
+        (*recs)[k] = leaf->ptr[e].load(std::memory_order_relaxed);
+        continue;  // present: stays where it is
       }
-      STOA_TRY(s.publish(o));
-      return o;
-    };
+      if (fresh[k] == 0) {
+        auto r = new_record(s, keys[k]);
+        if (!r.ok()) {
+          cleanup();
+          return std::move(r).error();
+        }
+        fresh[k] = *r;
+      }
+      (*recs)[k] = fresh[k];
+      ptrs.push_back(fresh[k]);
+      prefs.push_back(kps[k]);
+      added = true;
+    }
+    if (!added) {
+      i = j;
+      continue;
+    }
+    for (; e < count; e++) {
+      ptrs.push_back(leaf->ptr[e].load(std::memory_order_relaxed));
+      prefs.push_back(leaf->prefix[e]);
+    }
+    std::vector<Offset> nodes, seps;
+    Status st = build_nodes(s, NodeKind::kLeaf, 0, ptrs, {}, prefs, &nodes, &seps, created);
     Result<bool> linked = false;
-    if (n <= kFan) {
-      STOA_ASSIGN(Offset nl, build(0, n));
-      linked = replace(s, path, path.size() - 1, cur, nl, 0, 0, created, replaced);
+    if (st.ok()) {
+      path.push_back({cur, -1});
+      linked = replace(s, path, path.size() - 1, cur, nodes, seps, created, replaced);
     } else {
-      const uint32_t half = n / 2;
-      STOA_ASSIGN(Offset l, build(0, half));
-      STOA_ASSIGN(Offset r, build(half, n));
-      linked = replace(s, path, path.size() - 1, cur, l, r, recs[half], created, replaced);
+      linked = std::move(st).error();
     }
     if (linked.ok() && *linked) {
       for (Offset o : replaced) (void)s.retire(o);
-      hdr_->records.fetch_add(1, std::memory_order_relaxed);
-      return rec;
+      for (size_t k = i; k < j; k++) {
+        if (fresh[k] != 0 && (*recs)[k] == fresh[k]) {
+          fresh[k] = 0;  // linked now
+          hdr_->records.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      i = j;
+      continue;
     }
     for (Offset o : created) (void)s.free(o);
-    if (!linked.ok()) return std::move(linked).error();
+    if (!linked.ok()) {
+      cleanup();
+      return std::move(linked).error();
+    }
   }
-  return Error(Code::kConflict, "index insert did not settle after many attempts");
+  return {};
 }
 
 // ---------------------------------------------------------------------------

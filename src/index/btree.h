@@ -33,6 +33,10 @@ class Btree {
   // The record of `key`, created (empty: no versions) if absent.
   // Errors: kFull, kCorrupt, kInvalidArgument.
   Result<Offset> find_or_insert(internal::SessionCore& s, std::string_view key);
+  // The same for many keys, sorted and distinct: keys that land in one leaf
+  // are inserted with one copy of that leaf. recs[i] is keys[i]'s record.
+  Status find_or_insert_batch(internal::SessionCore& s, const std::vector<std::string_view>& keys,
+                              std::vector<Offset>* recs);
 
   std::string_view key_of(Offset record) const;
   const KeyRecord* record(Offset r) const;
@@ -77,13 +81,20 @@ class Btree {
   int leaf_lower_bound(const Node* n, std::string_view key, uint64_t kp, bool* found) const;
   Result<Offset> new_node(internal::SessionCore& s, NodeKind kind, uint32_t level);
   Result<Offset> new_record(internal::SessionCore& s, std::string_view key);
-  // Replaces path[depth] (old) by `left` (and `right` after separator `sep`
-  // when right != 0). Returns true when linked; false when the tree changed
-  // under it (the caller retries). Appends nodes it created to `created`
-  // and nodes it replaced to `replaced`.
+  // Replaces path[depth] (old; 0 for an empty tree's missing root) by
+  // nodes[0..k), seps[i] (i >= 1) being the record of the lowest key of
+  // nodes[i]. Returns true when linked; false when the tree changed under it
+  // (the caller retries). Appends nodes it created to `created` and nodes
+  // it replaced to `replaced`.
   Result<bool> replace(internal::SessionCore& s, std::vector<Step>& path, size_t depth, Offset old,
-                       Offset left, Offset right, Offset sep, std::vector<Offset>& created,
-                       std::vector<Offset>& replaced);
+                       std::vector<Offset> nodes, std::vector<Offset> seps,
+                       std::vector<Offset>& created, std::vector<Offset>& replaced);
+  // Builds nodes of `kind` at `level` from parallel arrays, split into
+  // chunks of at most kFill entries; returns them and their separators.
+  Status build_nodes(internal::SessionCore& s, NodeKind kind, uint32_t level,
+                     const std::vector<uint64_t>& ptrs, const std::vector<uint64_t>& seps,
+                     const std::vector<uint64_t>& prefs, std::vector<Offset>* nodes,
+                     std::vector<Offset>* node_seps, std::vector<Offset>& created);
   // Freezes node n and replaces it with an identical unfrozen copy.
   Status help(internal::SessionCore& s, std::vector<Step>& path, size_t depth);
   void freeze(Node* n) const;

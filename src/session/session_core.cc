@@ -10,7 +10,7 @@
 namespace stoa::internal {
 
 namespace {
-constexpr uint32_t kCollectEvery = 64;                    // retires between collects
+constexpr uint32_t kCollectEvery = 256;                   // retires between collects
 constexpr uint64_t kCollectBytes = uint64_t{4} << 20;     // or this much in purgatory
 Error closed_error() { return Error(Code::kClosed, "session is closed"); }
 }  // namespace
@@ -36,6 +36,7 @@ const char* record_kind_name(RecordKind kind) {
 
 SessionCore::SessionCore(StoreImpl* store, uint32_t slot, uint32_t generation)
     : store_(store),
+      cycles_(&store->cycles()),
       slot_ptr_(store->table().slot(slot)),
       slot_(slot),
       generation_(generation) {}
@@ -89,7 +90,7 @@ Status SessionCore::retire(Offset body) {
   if (++ops_since_collect_ >= kCollectEvery ||
       slot_ptr_->purgatory.bytes.load(std::memory_order_relaxed) >= kCollectBytes) {
     ops_since_collect_ = 0;
-    (void)collect();
+    (void)collect(/*automatic=*/true);
   }
   return {};
 }
@@ -108,21 +109,14 @@ Result<const char*> SessionCore::read(Offset body, size_t len) {
 const char* SessionCore::view(Offset off) const { return store_->region().ro(off); }
 char* SessionCore::write_ptr(Offset off) const { return store_->region().rw(off); }
 
-void SessionCore::pin() {
-  if (pin_depth_++ == 0) store_->cycles().pin(&slot_ptr_->pin);
-}
-
-void SessionCore::unpin() {
-  if (--pin_depth_ == 0) store_->cycles().unpin(&slot_ptr_->pin);
-}
-
-Result<uint64_t> SessionCore::collect() {
+Result<uint64_t> SessionCore::collect(bool automatic) {
   if (closed_) return closed_error();
   cycle::CycleManager& cm = store_->cycles();
-  // Two advances make everything retired before this call freeable, unless
-  // someone is pinned; dead blockers are reclaimed on the way.
-  for (int i = 0; i < 2; i++) {
-    auto a = cm.try_advance();
+  // Advance only as far as this purgatory needs (its oldest bag becomes
+  // freeable two cycles after it was filled); the manager rate-limits the
+  // barrier it costs. Dead blockers are reclaimed on the way.
+  for (int i = 0; i < 2 && cm.needs_advance(slot_ptr_->purgatory); i++) {
+    auto a = cm.try_advance(automatic);
     if (!a.blockers.empty()) store_->reap_slots(a.blockers);
     if (!a.advanced) break;
     record(RecordKind::kAdvance, Code::kOk, a.cycle);

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cycle/cycle.h"
 #include "region/heap.h"
 #include "region/layout.h"
 #include "session/layout.h"
@@ -93,8 +94,12 @@ class SessionCore {
   // --- cycle locking -------------------------------------------------
   // Pins the current cycle (nestable; only the outermost pin announces).
   // Wait-free: no syscall, no lock.
-  void pin();
-  void unpin();
+  void pin() {
+    if (pin_depth_++ == 0) cycles_->pin(&slot_ptr_->pin);
+  }
+  void unpin() {
+    if (--pin_depth_ == 0) cycles_->unpin(&slot_ptr_->pin);
+  }
   bool pinned() const { return pin_depth_ > 0; }
   class PinGuard {
    public:
@@ -107,8 +112,9 @@ class SessionCore {
     SessionCore& s_;
   };
   // Tries to advance the cycle and frees this session's purgatory that no
-  // pin can still see. Returns the number of blocks freed.
-  Result<uint64_t> collect();
+  // pin can still see. Returns the number of blocks freed. (`automatic`:
+  // called from the write path; its barriers are rate-limited.)
+  Result<uint64_t> collect(bool automatic = false);
 
   // --- flight recorder -----------------------------------------------
   void record(RecordKind kind, Code result, uint64_t arg = 0, uint64_t arg2 = 0);
@@ -123,6 +129,7 @@ class SessionCore {
  private:
   friend class StoreImpl;
   StoreImpl* store_;
+  const cycle::CycleManager* cycles_;  // cached: pin() is the hot path
   session::SessionSlot* slot_ptr_;
   uint32_t slot_;
   uint32_t generation_;

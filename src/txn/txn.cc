@@ -63,6 +63,13 @@ Status check_key(std::string_view key) {
   return {};
 }
 
+// The version at `v`, mapping more of the file first when another process
+// grew it past this process's mapping.
+const index::Version* version_at(region::Region& r, uint64_t v) {
+  if (v + sizeof(index::Version) > r.mapped()) (void)r.ensure(v, sizeof(index::Version));
+  return reinterpret_cast<const index::Version*>(r.ro(v));
+}
+
 }  // namespace
 
 // The smallest key greater than every key starting with p ("" = none).
@@ -200,7 +207,7 @@ Status TxnImpl::put(std::string_view key, std::string_view value, bool tombstone
   if (!savepoints_.empty()) {
     undo_.push_back(Undo{std::string(key), prev});
   } else if (prev != 0) {
-    free_version(prev);
+    superseded_.push_back(prev);  // a View of it stays valid until the transaction ends
   }
   return {};
 }
@@ -233,7 +240,7 @@ bool TxnImpl::changed(uint64_t rec) const {
   if (lock != 0 && lock != TxnManager::lock_word(s_->slot(), s_->generation())) return true;
   uint64_t head = k->head.load(std::memory_order_acquire);
   if (head == 0) return false;
-  const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(head));
+  const auto* ver = version_at(store_->region(), head);
   return ver->ts > snapshot_;
 }
 
@@ -312,15 +319,22 @@ Result<uint64_t> TxnImpl::commit() {
   t.list = *list;
   t.list_count.store(0, std::memory_order_relaxed);
   t.state.store(uint32_t(txn::CommitState::kLocking), std::memory_order_release);
+  // Records first (keys in order, one copy per leaf they land in), then the
+  // list entry and lock of each, in key order.
+  std::vector<std::string_view> keys;
+  keys.reserve(n);
+  for (const auto& kv : writes_) keys.push_back(kv.first);
+  std::vector<uint64_t> recs;
+  if (Status st = tree.find_or_insert_batch(*s_, keys, &recs); !st.ok()) {
+    release_commit(0, false);
+    abort();
+    return std::move(st).error();
+  }
   uint64_t i = 0;
   for (const auto& [key, v] : writes_) {
-    auto rec = tree.find_or_insert(*s_, key);
-    Status st = rec.ok() ? Status{} : Status(rec.error());
-    if (st.ok()) {
-      pairs[i] = txn::CommitPair{*rec, v};
-      t.list_count.store(i + 1, std::memory_order_release);
-      st = mgr_->lock(*s_, tree.record_rw(*rec));
-    }
+    pairs[i] = txn::CommitPair{recs[i], v};
+    t.list_count.store(i + 1, std::memory_order_release);
+    Status st = mgr_->lock(*s_, tree.record_rw(recs[i]));
     if (!st.ok()) {
       release_commit(i, false);
       abort();
@@ -395,7 +409,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
       uint64_t rec = tree.find(k);
       if (rec == 0) continue;
       uint64_t head = tree.record(rec)->head.load(std::memory_order_acquire);
-      if (head != 0 && reinterpret_cast<const index::Version*>(store_->region().ro(head))->ts > snap) {
+      if (head != 0 && version_at(store_->region(), head)->ts > snap) {
         moved = true;
         break;
       }
@@ -405,8 +419,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
       for (it.seek(r.from, false); it.valid() && !moved; it.next()) {
         if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
         uint64_t head = tree.record(it.record())->head.load(std::memory_order_acquire);
-        moved = head != 0 &&
-                reinterpret_cast<const index::Version*>(store_->region().ro(head))->ts > snap;
+        moved = head != 0 && version_at(store_->region(), head)->ts > snap;
       }
     }
     s_->unpin();

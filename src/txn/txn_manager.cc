@@ -151,10 +151,13 @@ void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
   region::Region& r = store_->region();
   uint64_t v = rec->head.load(std::memory_order_relaxed);
   for (uint32_t depth = 0; v != 0 && depth < 1000000; depth++) {
+    // Versions of other processes may lie past this process's mapping.
+    if (v + sizeof(index::Version) > r.mapped()) (void)r.ensure(v, sizeof(index::Version));
     auto* ver = reinterpret_cast<index::Version*>(r.rw(v));
     if (ver->ts <= low) {
       uint64_t cut = ver->next.exchange(0, std::memory_order_acq_rel);
       while (cut != 0) {
+        if (cut + sizeof(index::Version) > r.mapped()) (void)r.ensure(cut, sizeof(index::Version));
         auto* old = reinterpret_cast<index::Version*>(r.rw(cut));
         uint64_t next = old->next.load(std::memory_order_relaxed);
         if (old->blob != 0) (void)s.retire(old->blob);
@@ -180,7 +183,8 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
       if (!r.ensure(pairs[i].record, sizeof(index::KeyRecord)).ok()) continue;
       auto* rec = reinterpret_cast<index::KeyRecord*>(r.rw(pairs[i].record));
       if (rec->lock.load(std::memory_order_acquire) != word) continue;
-      if (state == txn::CommitState::kInstalling && pairs[i].version != 0) {
+      if (state == txn::CommitState::kInstalling && pairs[i].version != 0 &&
+          r.ensure(pairs[i].version, sizeof(index::Version)).ok()) {
         uint64_t ver_off = pairs[i].version;
         auto* ver = reinterpret_cast<index::Version*>(r.rw(ver_off));
         uint64_t head = rec->head.load(std::memory_order_acquire);
