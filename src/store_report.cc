@@ -37,6 +37,10 @@ Result<StoreStats> StoreImpl::stats() {
   const session::LockHeader* lh = table_->header();
   s.current_cycle = lh->cycle.current.load(std::memory_order_acquire);
   s.sessions_recovered = lh->recoveries.load(std::memory_order_relaxed);
+  const index::IndexHeader* ih = txns_->header();
+  s.keys = ih->records.load(std::memory_order_relaxed);
+  s.last_commit_ts = ih->next_ts.load(std::memory_order_acquire);
+  s.visible_ts = ih->visible_ts.load(std::memory_order_acquire);
   const uint64_t now = util::mono_ns();
   const double threshold = double(options_.stall_threshold.count()) / 1e3;
   for (uint32_t i = 0; i < table_->slot_count(); i++) {
@@ -69,11 +73,16 @@ Result<StoreStats> StoreImpl::stats() {
     info.stalled = alive && info.pin_age_seconds > threshold;
     info.purgatory_bytes = sl->purgatory.bytes.load(std::memory_order_relaxed);
     info.allocated_bytes = sl->allocated_bytes.load(std::memory_order_relaxed);
+    uint64_t snap = sl->txn.snapshot.load(std::memory_order_acquire);
+    info.snapshot = snap != 0 ? snap - 1 : 0;
     s.purgatory_bytes += info.purgatory_bytes;
     s.purgatory_objects += sl->purgatory.objects.load(std::memory_order_relaxed);
     if (info.pinned_cycle != 0 &&
         (!s.oldest_pin || info.pinned_cycle < s.oldest_pin->pinned_cycle)) {
       s.oldest_pin = info;
+    }
+    if (snap != 0 && (!s.oldest_snapshot || info.snapshot < s.oldest_snapshot->snapshot)) {
+      s.oldest_snapshot = info;
     }
     s.sessions.push_back(std::move(info));
   }

@@ -209,7 +209,8 @@ Json session_json(const SessionInfo& s) {
               {"pin_age_seconds", s.pin_age_seconds},
               {"stalled", s.stalled},
               {"purgatory_bytes", s.purgatory_bytes},
-              {"private_bytes", s.allocated_bytes}};
+              {"private_bytes", s.allocated_bytes},
+              {"snapshot", s.snapshot}};
 }
 
 Json stats_json(const StoreStats& s) {
@@ -223,7 +224,17 @@ Json stats_json(const StoreStats& s) {
          {"current_cycle", s.current_cycle},
          {"purgatory_bytes", s.purgatory_bytes},
          {"purgatory_objects", s.purgatory_objects},
-         {"sessions_recovered", s.sessions_recovered}};
+         {"sessions_recovered", s.sessions_recovered},
+         {"keys", s.keys},
+         {"last_commit_ts", s.last_commit_ts},
+         {"visible_ts", s.visible_ts}};
+  if (s.oldest_snapshot) {
+    const SessionInfo& o = *s.oldest_snapshot;
+    j["oldest_snapshot"] = Json{{"slot", o.slot}, {"pid", o.pid}, {"snapshot", o.snapshot},
+                                {"behind", s.visible_ts - std::min(s.visible_ts, o.snapshot)}};
+  } else {
+    j["oldest_snapshot"] = nullptr;
+  }
   if (s.oldest_pin) {
     const SessionInfo& p = *s.oldest_pin;
     j["oldest_pin"] = Json{{"slot", p.slot},
@@ -253,6 +264,15 @@ void print_stats(const StoreStats& s) {
   fmt::print("purgatory      {} in {} objects\n", sized(s.purgatory_bytes), s.purgatory_objects);
   fmt::print("recovered      {} dead sessions reclaimed since the lock file was made\n",
              s.sessions_recovered);
+  fmt::print("keys           {} (last commit ts {}, visible up to ts {})\n", s.keys,
+             s.last_commit_ts, s.visible_ts);
+  if (s.oldest_snapshot) {
+    const SessionInfo& o = *s.oldest_snapshot;
+    fmt::print("oldest snapshot session {} (pid {}) reads ts {}, {} commits behind\n", o.slot, o.pid,
+               o.snapshot, s.visible_ts - std::min(s.visible_ts, o.snapshot));
+  } else {
+    fmt::print("oldest snapshot none\n");
+  }
   if (s.oldest_pin) {
     const SessionInfo& p = *s.oldest_pin;
     fmt::print(

@@ -48,6 +48,7 @@ struct SessionInfo {
   bool stalled = false;          // pinned longer than Options::stall_threshold
   uint64_t purgatory_bytes = 0;  // retired by this session, not yet freed
   uint64_t allocated_bytes = 0;  // allocated by this session minus freed
+  uint64_t snapshot = 0;         // snapshot of its running transaction, 0 when none
 };
 
 struct StoreStats {
@@ -62,7 +63,13 @@ struct StoreStats {
   uint64_t purgatory_bytes = 0;
   uint64_t purgatory_objects = 0;
   uint64_t sessions_recovered = 0;  // dead sessions reclaimed since the lock file was made
+  uint64_t keys = 0;                // key records in the index (deleted keys included)
+  uint64_t last_commit_ts = 0;      // last commit timestamp handed out
+  uint64_t visible_ts = 0;          // every commit up to here is installed: new snapshots
   std::optional<SessionInfo> oldest_pin;
+  // The session holding the oldest transaction snapshot (versions newer
+  // than it cannot be trimmed below it).
+  std::optional<SessionInfo> oldest_snapshot;
   std::vector<SessionInfo> sessions;
 };
 

@@ -128,8 +128,9 @@ class Txn {
 
   // Installs the writes if serializable (or, under snapshot isolation, if no
   // written key changed). Returns the commit timestamp (a read-only or
-  // empty transaction returns its snapshot). Errors: kConflict, kFull,
-  // kTimeout (a lock held past the wait bound), kClosed, kIo.
+  // empty transaction returns its snapshot). Errors: kConflict (also when a
+  // written key stays locked by another live committer past a 20 ms bound;
+  // a dead holder is reclaimed first), kFull, kCorrupt, kClosed.
   Result<uint64_t> commit();
   void abort();
 
