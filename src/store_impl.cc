@@ -208,7 +208,7 @@ Status StoreImpl::open_protocol() {
 
 StoreImpl::~StoreImpl() {
   {
-    std::lock_guard<std::mutex> g(watchdog_mu_);
+    util::MutexLock g(watchdog_mu_);
     stopping_ = true;
   }
   watchdog_cv_.notify_all();
@@ -224,7 +224,7 @@ void StoreImpl::close_protocol() {
   drain_parked();
   if (!table_->lock_open().ok()) return;
   if (table_->try_attach_exclusive()) {
-    std::lock_guard<std::mutex> g(parked_mu_);
+    util::MutexLock g(parked_mu_);
     for (auto& core : parked_) {
       region::Owner o = core->owner();
       cycles_->drain(core->slot_ptr()->purgatory, *heap_, o, /*all=*/true);
@@ -313,7 +313,7 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
 
 Result<SessionCore*> StoreImpl::new_session() {
   if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
-  std::lock_guard<std::mutex> g(table_->claim_mutex());
+  util::MutexLock g(table_->claim_mutex());
   for (uint32_t i = 0; i < table_->slot_count(); i++) {
     STOA_ASSIGN(SessionCore* core, try_claim_locked(i));
     if (core != nullptr) return core;
@@ -327,7 +327,7 @@ void StoreImpl::free_slot(SessionCore* core) {
   session::SessionSlot* sl = core->slot_ptr();
   sl->pin.cycle.store(0, std::memory_order_release);
   sl->state.store(uint32_t(session::SlotState::kFree), std::memory_order_release);
-  std::lock_guard<std::mutex> g(table_->claim_mutex());
+  util::MutexLock g(table_->claim_mutex());
   table_->mark_owned(core->slot(), false);
   table_->untake(core->slot());
 }
@@ -352,14 +352,14 @@ Status StoreImpl::close_session(SessionCore* raw) {
     free_slot(core.get());
   } else {
     core->slot_ptr()->flags |= session::kSlotParked;
-    std::lock_guard<std::mutex> g(parked_mu_);
+    util::MutexLock g(parked_mu_);
     parked_.push_back(std::move(core));
   }
   return st;
 }
 
 void StoreImpl::drain_parked() {
-  std::lock_guard<std::mutex> g(parked_mu_);
+  util::MutexLock g(parked_mu_);
   if (parked_.empty()) return;
   for (int i = 0; i < 2; i++) {
     auto a = cycles_->try_advance();
@@ -382,7 +382,7 @@ void StoreImpl::reap_slots(const std::vector<uint32_t>& slots) {
   for (uint32_t i : slots) {
     SessionCore* core = nullptr;
     {
-      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      util::MutexLock g(table_->claim_mutex());
       auto r = try_claim_locked(i);
       if (!r.ok() || *r == nullptr) continue;
       core = *r;
@@ -398,7 +398,7 @@ Result<uint32_t> StoreImpl::reap_dead_sessions() {
     uint32_t st = table_->slot(i)->state.load(std::memory_order_acquire);
     if (st == uint32_t(session::SlotState::kFree)) continue;
     {
-      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      util::MutexLock g(table_->claim_mutex());
       if (table_->owned_here(i)) continue;
     }
     if (!table_->held_by_other(i)) suspects.push_back(i);
@@ -409,16 +409,17 @@ Result<uint32_t> StoreImpl::reap_dead_sessions() {
 }
 
 void StoreImpl::watchdog_loop() {
-  std::unique_lock<std::mutex> lk(watchdog_mu_);
-  while (!stopping_) {
-    watchdog_cv_.wait_for(lk, options_.watchdog_interval, [&] { return stopping_; });
-    if (stopping_) break;
-    lk.unlock();
+  for (;;) {
+    {
+      util::MutexLock g(watchdog_mu_);
+      watchdog_cv_.wait_for(watchdog_mu_, options_.watchdog_interval,
+                            [&]() REQUIRES(watchdog_mu_) { return stopping_; });
+      if (stopping_) return;
+    }
     (void)reap_dead_sessions();
     auto a = cycles_->try_advance();
     if (!a.blockers.empty()) reap_slots(a.blockers);
     drain_parked();
-    lk.lock();
   }
 }
 

@@ -7,7 +7,6 @@
 #define STOA_STORE_IMPL_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -24,6 +23,7 @@
 #include "stoa/options.h"
 #include "stoa/store.h"
 #include "txn/txn_manager.h"
+#include "util/mutex.h"
 
 namespace stoa::internal {
 
@@ -74,7 +74,7 @@ class StoreImpl {
   Status open_protocol();
   // Takes slot i if its byte is free; reclaims a dead owner's leftovers into
   // the new session. claim_mu held. nullptr when the slot is held.
-  Result<SessionCore*> try_claim_locked(uint32_t i);
+  Result<SessionCore*> try_claim_locked(uint32_t i) REQUIRES(table_->claim_mutex());
   void free_slot(SessionCore* core);
   void watchdog_loop();
   void close_protocol();
@@ -89,12 +89,12 @@ class StoreImpl {
   std::unique_ptr<TxnManager> txns_;
   bool forked_ = false;
 
-  std::mutex parked_mu_;
-  std::vector<std::unique_ptr<SessionCore>> parked_;  // guarded by parked_mu_
+  util::Mutex parked_mu_;
+  std::vector<std::unique_ptr<SessionCore>> parked_ GUARDED_BY(parked_mu_);
 
-  std::mutex watchdog_mu_;
-  std::condition_variable watchdog_cv_;
-  bool stopping_ = false;  // guarded by watchdog_mu_
+  util::Mutex watchdog_mu_;
+  std::condition_variable_any watchdog_cv_;
+  bool stopping_ GUARDED_BY(watchdog_mu_) = false;
   std::thread watchdog_;
 };
 

@@ -49,7 +49,7 @@ Result<StoreStats> StoreImpl::stats() {
     if (st == uint32_t(session::SlotState::kFree)) continue;
     bool here;
     {
-      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      util::MutexLock g(table_->claim_mutex());
       here = table_->owned_here(i);
     }
     SessionInfo info;
@@ -129,7 +129,7 @@ Result<std::vector<RecorderDump>> StoreImpl::recorder(std::optional<uint32_t> on
     uint32_t st = sl->state.load(std::memory_order_acquire);
     bool here;
     {
-      std::lock_guard<std::mutex> g(table_->claim_mutex());
+      util::MutexLock g(table_->claim_mutex());
       here = table_->owned_here(i);
     }
     d.state = slot_state_name(st, here || table_->held_by_other(i));

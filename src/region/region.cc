@@ -203,7 +203,7 @@ Status Region::map_range(uint64_t from, uint64_t to) {
 }
 
 Status Region::refresh_mapping() {
-  std::lock_guard<std::mutex> g(map_mu_);
+  util::MutexLock g(map_mu_);
   uint64_t have = mapped_.load(std::memory_order_relaxed);
   uint64_t want = meta()->file_size.load(std::memory_order_acquire);
   if (want > max_size_) {
@@ -238,7 +238,7 @@ Status Region::extend(uint64_t new_size) {
   }
   STOA_TRY(env_->allocate(fd_, old, new_size - old, path_));
   {
-    std::lock_guard<std::mutex> g(map_mu_);
+    util::MutexLock g(map_mu_);
     uint64_t have = mapped_.load(std::memory_order_relaxed);
     if (new_size > have) {
       STOA_TRY(map_range(have, new_size));

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "env/env.h"
+#include "util/mutex.h"
 #include "region/layout.h"
 #include "stoa/result.h"
 
@@ -90,7 +91,7 @@ class Region {
   uint64_t max_size_ = 0;
   uint64_t grow_chunk_ = 0;
   uint64_t seed_ = 0;
-  std::mutex map_mu_;
+  util::Mutex map_mu_;  // serialises extending this process's mapping (mapped_ is atomic)
   std::atomic<uint64_t> mapped_{0};
 };
 

@@ -85,6 +85,7 @@ Status SessionTable::map(uint32_t slot_count) {
   void* p = ::mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
   if (p == MAP_FAILED) return errno_error(errno, "map", path_);
   base_ = static_cast<char*>(p);
+  util::MutexLock g(claim_mu_);
   owned_.assign(slot_count, false);
   return {};
 }

@@ -16,6 +16,7 @@
 #include "env/env.h"
 #include "session/layout.h"
 #include "stoa/result.h"
+#include "util/mutex.h"
 
 namespace stoa::session {
 
@@ -56,15 +57,15 @@ class SessionTable {
   // caller owns the slot byte: the slot is free, or its owner is dead.
   bool try_take(uint32_t i);
   // Marks slot i owned by this process (after try_take).
-  void mark_owned(uint32_t i, bool owned);
-  bool owned_here(uint32_t i) const;
+  void mark_owned(uint32_t i, bool owned) REQUIRES(claim_mu_);
+  bool owned_here(uint32_t i) const REQUIRES(claim_mu_);
   // Unlocks slot i's byte (after marking the slot kFree).
   void untake(uint32_t i);
   // True when another process has the store open (probes kAttachByte).
   bool others_attached() const;
   // True when some process holds slot i's byte (without taking it).
   bool held_by_other(uint32_t i) const;
-  std::mutex& claim_mutex() { return claim_mu_; }
+  util::Mutex& claim_mutex() const RETURN_CAPABILITY(claim_mu_) { return claim_mu_; }
 
   // After fork, in the child: drop the inherited descriptor without touching
   // the locks (they belong to the parent's open file description).
@@ -80,8 +81,8 @@ class SessionTable {
   char* base_ = nullptr;
   uint64_t mapped_bytes_ = 0;
   uint32_t slot_count_ = 0;
-  mutable std::mutex claim_mu_;
-  std::vector<bool> owned_;  // guarded by claim_mu_
+  mutable util::Mutex claim_mu_;
+  std::vector<bool> owned_ GUARDED_BY(claim_mu_);
 };
 
 }  // namespace stoa::session

@@ -401,8 +401,16 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   index::IndexHeader* h = mgr_->header();
   index::Btree& tree = mgr_->tree();
   const uint64_t deadline = util::mono_ns() + uint64_t(timeout.count()) * 1000000;
+  // Announce first, then read the futex word, then check the keys: a
+  // committer that installs after the check sees the announcement and
+  // bumps the word (TxnManager::notify_commit), so the wait cannot miss it.
+  h->waiters.fetch_add(1, std::memory_order_seq_cst);
+  struct Leave {
+    index::IndexHeader* h;
+    ~Leave() { h->waiters.fetch_sub(1, std::memory_order_seq_cst); }
+  } leave{h};
   for (;;) {
-    uint32_t f = h->commit_futex.load(std::memory_order_acquire);
+    uint32_t f = h->commit_futex.load(std::memory_order_seq_cst);
     bool moved = false;
     s_->pin();
     for (const std::string& k : keys) {
@@ -428,9 +436,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
     if (now >= deadline) return Error(Code::kTimeout, "retry: nothing it read changed in time");
     uint64_t left = deadline - now;
     timespec ts{time_t(left / 1000000000), long(left % 1000000000)};
-    h->waiters.fetch_add(1, std::memory_order_seq_cst);
     ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAIT, f, &ts, nullptr, 0);
-    h->waiters.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 
@@ -624,7 +630,7 @@ Result<Txn> Session::begin(const TxnOptions& options) {
 
 Result<uint64_t> Session::transact(const std::function<Status(Txn&)>& fn,
                                    const TransactOptions& options) {
-  std::mt19937_64 rng(uint64_t(util::mono_ns()) ^ uint64_t(this));
+  uint64_t rng = 0;  // seeded at the first conflict: most calls never need it
   for (uint32_t attempt = 0; attempt < options.max_attempts; attempt++) {
     STOA_ASSIGN(Txn t, begin(options.txn));
     Status st = fn(t);
@@ -643,7 +649,11 @@ Result<uint64_t> Session::transact(const std::function<Status(Txn&)>& fn,
     }
     uint64_t cap = std::min<uint64_t>(uint64_t(options.backoff_cap.count()),
                                       uint64_t(options.backoff_base.count()) << std::min(attempt, 20u));
-    if (cap > 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % cap));
+    if (rng == 0) rng = util::mono_ns() ^ (uint64_t(slot()) << 48) ^ uint64_t(::getpid());
+    rng ^= rng << 13;  // xorshift64
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    if (cap > 0) std::this_thread::sleep_for(std::chrono::microseconds(rng % cap));
   }
   return Error(Code::kConflict,
                fmt::format("transaction still conflicting after {} attempts", options.max_attempts));

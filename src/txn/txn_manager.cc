@@ -219,12 +219,14 @@ void TxnManager::reset_alone() {
 }
 
 void TxnManager::notify_commit() {
+  // Only when someone waits (Txn::retry announces itself before it checks
+  // its keys, and this load follows the install: a Dekker pair, seq_cst on
+  // both sides), so an ordinary commit touches no shared word for it.
   index::IndexHeader* h = header();
-  h->commit_futex.fetch_add(1, std::memory_order_release);
-  if (h->waiters.load(std::memory_order_acquire) > 0) {
-    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAKE, INT32_MAX,
-              nullptr, nullptr, 0);
-  }
+  if (h->waiters.load(std::memory_order_seq_cst) == 0) return;
+  h->commit_futex.fetch_add(1, std::memory_order_seq_cst);
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAKE, INT32_MAX,
+            nullptr, nullptr, 0);
 }
 
 }  // namespace stoa::internal
