@@ -254,7 +254,7 @@ void StoreImpl::forget_after_fork() {
 
 Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
   session::SessionTable& t = *table_;
-  if (t.owned_here(i) || !t.try_take(i)) return static_cast<SessionCore*>(nullptr);
+  if (table_->owned_here(i) || !t.try_take(i)) return static_cast<SessionCore*>(nullptr);
   session::SessionSlot* sl = t.slot(i);
   const uint32_t state = sl->state.load(std::memory_order_acquire);
   const uint32_t old_gen = sl->generation;
@@ -263,7 +263,7 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
   // generation (recover_from) and their own, up to the current one.
   const bool interrupted = state == uint32_t(session::SlotState::kRecovering);
   const uint32_t first_gen = interrupted ? sl->recover_from : old_gen;
-  t.mark_owned(i, true);
+  table_->mark_owned(i, true);
   if (dead && !interrupted) {
     sl->recover_from = old_gen;
     sl->state.store(uint32_t(session::SlotState::kRecovering), std::memory_order_release);
@@ -351,7 +351,10 @@ Status StoreImpl::close_session(SessionCore* raw) {
   if (core->slot_ptr()->purgatory.objects.load(std::memory_order_relaxed) == 0) {
     free_slot(core.get());
   } else {
-    core->slot_ptr()->flags |= session::kSlotParked;
+    {
+      util::MutexLock g(table_->claim_mutex());
+      core->slot_ptr()->flags |= session::kSlotParked;
+    }
     util::MutexLock g(parked_mu_);
     parked_.push_back(std::move(core));
   }

@@ -47,19 +47,22 @@ Result<StoreStats> StoreImpl::stats() {
     const session::SessionSlot* sl = table_->slot(i);
     uint32_t st = sl->state.load(std::memory_order_acquire);
     if (st == uint32_t(session::SlotState::kFree)) continue;
-    bool here;
-    {
-      util::MutexLock g(table_->claim_mutex());
-      here = table_->owned_here(i);
-    }
+    bool here, parked;
     SessionInfo info;
     info.slot = i;
-    info.generation = sl->generation;
-    info.pid = sl->pid;
-    info.tid = sl->tid;
+    {
+      // Identity fields change only at claim and close, under this mutex
+      // in this process (other processes' changes are published by `state`).
+      util::MutexLock g(table_->claim_mutex());
+      here = table_->owned_here(i);
+      info.generation = sl->generation;
+      info.pid = sl->pid;
+      info.tid = sl->tid;
+      parked = (sl->flags & session::kSlotParked) != 0;
+    }
     bool alive = here || table_->held_by_other(i);
     info.state = slot_state_name(st, alive);
-    if (alive && (sl->flags & session::kSlotParked)) info.state = "parked";
+    if (alive && parked) info.state = "parked";
     info.pinned_cycle = sl->pin.cycle.load(std::memory_order_acquire);
     if (info.pinned_cycle != 0 && info.pinned_cycle < s.current_cycle &&
         s.current_cycle - info.pinned_cycle < cycle::kCycleRing) {
@@ -124,13 +127,13 @@ Result<std::vector<RecorderDump>> StoreImpl::recorder(std::optional<uint32_t> on
     if (next == 0 && !only) continue;
     RecorderDump d;
     d.slot = i;
-    d.generation = sl->generation;
-    d.pid = sl->pid;
     uint32_t st = sl->state.load(std::memory_order_acquire);
     bool here;
     {
       util::MutexLock g(table_->claim_mutex());
       here = table_->owned_here(i);
+      d.generation = sl->generation;
+      d.pid = sl->pid;
     }
     d.state = slot_state_name(st, here || table_->held_by_other(i));
     uint64_t n = std::min<uint64_t>(next, session::kRecorderEntries);

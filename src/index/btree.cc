@@ -38,8 +38,7 @@
 namespace stoa::index {
 
 Btree::Btree(internal::StoreImpl* store)
-    : store_(store),
-      region_(&store->region()),
+    : region_(&store->region()),
       hdr_(reinterpret_cast<IndexHeader*>(store->region().rw(region::kRootsOffset))) {}
 
 uint64_t Btree::prefix_of(std::string_view key) {

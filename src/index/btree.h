@@ -99,7 +99,6 @@ class Btree {
   Status help(internal::SessionCore& s, std::vector<Step>& path, size_t depth);
   void freeze(Node* n) const;
 
-  internal::StoreImpl* store_;
   region::Region* region_;
   IndexHeader* hdr_;
 };

@@ -742,8 +742,10 @@ Status Heap::rebuild_all() {
 HeapStats Heap::stats() {
   HeapStats s;
   HeapMeta* m = meta();
-  s.free_page_bytes = m->free_pages * kPageSize;
-  for (uint32_t c = 0; c < kNumClasses; c++) s.free_block_bytes += m->classes[c].count * kClassSize[c];
+  s.free_page_bytes = m->free_pages.load(std::memory_order_relaxed) * kPageSize;
+  for (uint32_t c = 0; c < kNumClasses; c++) {
+    s.free_block_bytes += m->classes[c].count.load(std::memory_order_relaxed) * kClassSize[c];
+  }
   return s;
 }
 
@@ -783,7 +785,8 @@ void Heap::verify(VerifyReport& rep, bool exclusive,
       b = blk(b)->link.load(std::memory_order_relaxed);
     }
     if (n != cm.count) {
-      problem(fmt::format("free list of class {}: counted {} blocks, metadata says {}", c, n, cm.count));
+      problem(fmt::format("free list of class {}: counted {} blocks, metadata says {}", c, n,
+                          cm.count.load()));
     }
     listed += n;
     unlock_class(c);
@@ -870,7 +873,8 @@ void Heap::verify(VerifyReport& rep, bool exclusive,
     off = run_end;
   }
   if (exclusive && free_pages != m->free_pages) {
-    problem(fmt::format("free page count: walked {}, metadata says {}", free_pages, m->free_pages));
+    problem(fmt::format("free page count: walked {}, metadata says {}", free_pages,
+                        m->free_pages.load()));
   }
   if (exclusive && free_tagged != listed) {
     problem(fmt::format("{} blocks are tagged free but the free lists hold {}", free_tagged, listed));

@@ -120,7 +120,9 @@ struct HeapCache {
 struct alignas(64) ClassMeta {
   ShmMutex lock;                     // guards head and count
   uint64_t head;                     // first FREE block of this class
-  uint64_t count;                    // blocks in the list
+  // Blocks in the list. Changed under `lock`; atomic only so that stats
+  // may read it without the lock (relaxed, approximate).
+  std::atomic<uint64_t> count;
   std::atomic<uint64_t> slabs;       // slabs carved for this class (relaxed: stats only)
 };
 static_assert(sizeof(ClassMeta) == 64);
@@ -132,7 +134,7 @@ struct HeapMeta {
   // under the page lock with release; read with acquire by any process before
   // mapping up to it.
   std::atomic<uint64_t> file_size;
-  uint64_t free_pages;               // page lock
+  std::atomic<uint64_t> free_pages;  // page lock (atomic for lock-free stats reads)
   uint64_t reserved[4];
   alignas(64) ShmMutex page_lock;    // guards runs, bins, free_pages, growth
   uint64_t bins[kNumBins];           // heads of free-run lists (page lock)
