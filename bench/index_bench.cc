@@ -404,8 +404,7 @@ Fixture& loaded(const Config& cfg) {
   return f;
 }
 
-void check_bad(Reporter& rep, const std::string& name, const std::string& side,
-               uint64_t bad) {
+void check_bad(Reporter& rep, const std::string& name, const std::string& side, uint64_t bad) {
   if (bad != 0)
     rep.error(name + ": " + side + ": " + std::to_string(bad) +
               " operations failed (missing key, wrong value or failed commit)");
@@ -413,9 +412,10 @@ void check_bad(Reporter& rep, const std::string& name, const std::string& side,
 
 void bulk_load(const Config& cfg, Reporter& rep) {
   const std::string name = "index-bulk-load";
-  rep.section(name, "1M keys (16 B) with 100 B values, put in sorted order into a fresh store, "
-                    "10,000 puts per transaction on both sides (LMDB: mdb_put without "
-                    "MDB_APPEND, MDB_NOSYNC); also LMDB with all puts in one transaction");
+  rep.section(name,
+              "1M keys (16 B) with 100 B values, put in sorted order into a fresh store, "
+              "10,000 puts per transaction on both sides (LMDB: mdb_put without "
+              "MDB_APPEND, MDB_NOSYNC); also LMDB with all puts in one transaction");
   const Keys& k = keys();
   Fixture& f = fixture(cfg);
   std::vector<double> stoa_r, lmdb_r, lmdb1_r;
@@ -455,9 +455,10 @@ void bulk_load(const Config& cfg, Reporter& rep) {
 
 void point_read_1t(const Config& cfg, Reporter& rep) {
   const std::string name = "index-point-read-1t";
-  rep.section(name, "random point reads of the 1M keys, one thread, one read-only transaction "
-                    "held across the reads (LMDB: mdb_get in one MDB_RDONLY txn); each value "
-                    "checked");
+  rep.section(name,
+              "random point reads of the 1M keys, one thread, one read-only transaction "
+              "held across the reads (LMDB: mdb_get in one MDB_RDONLY txn); each value "
+              "checked");
   Fixture& f = loaded(cfg);
   const Keys& k = keys();
   StoaHandle sh(f.stoa_dir);
@@ -482,9 +483,10 @@ void point_read_1t(const Config& cfg, Reporter& rep) {
 
 void range_scan(const Config& cfg, Reporter& rep) {
   const std::string name = "index-range-scan-1000";
-  rep.section(name, "forward scans of 1000 keys from a random start key, one thread, one "
-                    "read-only transaction (Stoa: Txn::scan(from, \"\") per scan; LMDB: one "
-                    "cursor, MDB_SET_RANGE then MDB_NEXT); keys and values checked");
+  rep.section(name,
+              "forward scans of 1000 keys from a random start key, one thread, one "
+              "read-only transaction (Stoa: Txn::scan(from, \"\") per scan; LMDB: one "
+              "cursor, MDB_SET_RANGE then MDB_NEXT); keys and values checked");
   Fixture& f = loaded(cfg);
   const Keys& k = keys();
   StoaHandle sh(f.stoa_dir);
@@ -561,8 +563,8 @@ int index_worker(const std::vector<std::string>& a) {
 }
 
 struct MultiTrial {
-  double rate = 0;     // sum over the workers of ops / seconds
-  double cpu_us = 0;   // CPU time the workers spent per op (timed part)
+  double rate = 0;    // sum over the workers of ops / seconds
+  double cpu_us = 0;  // CPU time the workers spent per op (timed part)
   uint64_t bad = 0;
 };
 
@@ -574,10 +576,9 @@ MultiTrial multi_trial(Fixture& f, const std::string& side, const std::string& m
   std::vector<std::unique_ptr<Child>> kids;
   for (int p = 0; p < procs; p++) {
     kids.push_back(std::make_unique<Child>(
-        "index-worker",
-        std::vector<std::string>{side, mode, dir, std::to_string(p), std::to_string(procs),
-                                 std::to_string(seconds), go,
-                                 std::to_string(seed + 7919 * uint64_t(p))}));
+        "index-worker", std::vector<std::string>{side, mode, dir, std::to_string(p),
+                                                 std::to_string(procs), std::to_string(seconds), go,
+                                                 std::to_string(seed + 7919 * uint64_t(p))}));
   }
   std::string line;
   for (auto& c : kids)
@@ -605,9 +606,8 @@ MultiTrial multi_trial(Fixture& f, const std::string& side, const std::string& m
   return m;
 }
 
-void multi_bench(const Config& cfg, Reporter& rep, const std::string& name,
-                 const std::string& desc, const std::string& mode, int procs,
-                 const std::string& unit) {
+void multi_bench(const Config& cfg, Reporter& rep, const std::string& name, const std::string& desc,
+                 const std::string& mode, int procs, const std::string& unit) {
   rep.section(name, desc);
   Fixture& f = loaded(cfg);
   uint64_t sbad = 0, lbad = 0;
@@ -662,14 +662,12 @@ void put_txn_2p(const Config& cfg, Reporter& rep) {
 STOA_BENCH("index-bulk-load", "sorted bulk load of 1M keys, 10k puts per txn: Stoa vs LMDB",
            bulk_load);
 STOA_BENCH("index-point-read-1t", "random point reads, 1 thread: Stoa vs LMDB", point_read_1t);
-STOA_BENCH("index-point-read-2p", "random point reads, 2 processes: Stoa vs LMDB",
-           point_read_2p);
+STOA_BENCH("index-point-read-2p", "random point reads, 2 processes: Stoa vs LMDB", point_read_2p);
 STOA_BENCH("index-range-scan-1000", "1000-key forward range scans: Stoa vs LMDB", range_scan);
 STOA_BENCH("index-put-txn-1p", "one-put transactions, 1 process: Stoa vs LMDB MDB_NOSYNC",
            put_txn_1p);
 STOA_BENCH("index-put-txn-2p",
-           "one-put transactions, 2 processes, disjoint keys: Stoa vs LMDB MDB_NOSYNC",
-           put_txn_2p);
+           "one-put transactions, 2 processes, disjoint keys: Stoa vs LMDB MDB_NOSYNC", put_txn_2p);
 STOA_BENCH_CHILD("index-worker", index_worker);
 
 }  // namespace stoa_bench

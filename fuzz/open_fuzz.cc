@@ -23,8 +23,8 @@
 #include <xxhash.h>
 
 #include "region/layout.h"
-#include "store_impl.h"
 #include "stoa/store.h"
+#include "store_impl.h"
 
 namespace {
 
@@ -72,7 +72,8 @@ stoa::Options fuzz_options() {
 const Template& get_template() {
   static Template t = [] {
     Template t;
-    t.dir = std::filesystem::temp_directory_path().string() + "/stoa-fuzz-" + std::to_string(getpid());
+    t.dir =
+        std::filesystem::temp_directory_path().string() + "/stoa-fuzz-" + std::to_string(getpid());
     std::filesystem::remove_all(t.dir);
     {
       auto s = stoa::Store::open(t.dir, fuzz_options());
@@ -120,8 +121,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* in, size_t size) {
   const std::string dir = t.dir + "-case";
   std::filesystem::create_directories(dir);
   write_all(dir + "/stoa.data", data);
-  if (flags & 2) write_all(dir + "/stoa.lock", lock);
-  else ::unlink((dir + "/stoa.lock").c_str());
+  if (flags & 2)
+    write_all(dir + "/stoa.lock", lock);
+  else
+    ::unlink((dir + "/stoa.lock").c_str());
 
   stoa::Options o = fuzz_options();
   o.create_if_missing = false;

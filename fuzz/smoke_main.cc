@@ -19,9 +19,15 @@ int main(int argc, char** argv) {
     for (int e = 0; e < edits; e++) {
       size_t pos = 1 + rng() % (in.size() - 1);
       switch (rng() % 3) {
-        case 0: in[pos] ^= uint8_t(1u << (rng() % 8)); break;          // one bit
-        case 1: for (size_t k = pos; k < in.size() && k < pos + 8; k++) in[k] = uint8_t(rng()); break;
-        default: for (size_t k = pos; k < in.size() && k < pos + 64; k++) in[k] = 0xff; break;
+        case 0:
+          in[pos] ^= uint8_t(1u << (rng() % 8));
+          break;  // one bit
+        case 1:
+          for (size_t k = pos; k < in.size() && k < pos + 8; k++) in[k] = uint8_t(rng());
+          break;
+        default:
+          for (size_t k = pos; k < in.size() && k < pos + 64; k++) in[k] = 0xff;
+          break;
       }
     }
     LLVMFuzzerTestOneInput(in.data(), in.size());

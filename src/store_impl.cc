@@ -93,9 +93,8 @@ Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, cons
                  fmt::format("grow_chunk {} out of range [1, max_size]", options.grow_chunk));
   }
   if (options.max_sessions == 0 || options.max_sessions > region::kMaxSlots) {
-    return Error(Code::kInvalidArgument,
-                 fmt::format("max_sessions {} out of range [1, {}]", options.max_sessions,
-                             region::kMaxSlots));
+    return Error(Code::kInvalidArgument, fmt::format("max_sessions {} out of range [1, {}]",
+                                                     options.max_sessions, region::kMaxSlots));
   }
   std::unique_ptr<StoreImpl> s(new StoreImpl());
   s->path_ = path;
@@ -135,7 +134,8 @@ Status StoreImpl::open_protocol() {
     return errno_error(errno, "stat", data);  // e.g. a directory we may not search: kPermission
   }
   if (!data_exists && !options_.create_if_missing) {
-    return Error(Code::kNotFound, fmt::format("{}: not a Stoa store (no {})", path_, kDataFileName));
+    return Error(Code::kNotFound,
+                 fmt::format("{}: not a Stoa store (no {})", path_, kDataFileName));
   }
   STOA_ASSIGN(table_, session::SessionTable::open_locked(env_, path_ + "/" + kLockFileName));
   const bool alone = table_->try_attach_exclusive();
@@ -167,7 +167,8 @@ Status StoreImpl::open_protocol() {
       session::SessionSlot* sl = table_->slot(i);
       uint32_t st = sl->state.load(std::memory_order_relaxed);
       if (st == uint32_t(session::SlotState::kFree)) continue;
-      uint32_t gen = st == uint32_t(session::SlotState::kRecovering) ? sl->recover_from : sl->generation;
+      uint32_t gen =
+          st == uint32_t(session::SlotState::kRecovering) ? sl->recover_from : sl->generation;
       txns_->recover(i, sl, gen);
     }
     bool tidy = heap_->clean() && !recreated;
@@ -315,7 +316,7 @@ Result<SessionCore*> StoreImpl::new_session() {
   if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
   util::MutexLock g(table_->claim_mutex());
   for (uint32_t i = 0; i < table_->slot_count(); i++) {
-    STOA_ASSIGN(SessionCore* core, try_claim_locked(i));
+    STOA_ASSIGN(SessionCore * core, try_claim_locked(i));
     if (core != nullptr) return core;
   }
   return Error(Code::kFull, fmt::format("{}: session table full: all {} slots are held by live "

@@ -13,9 +13,12 @@ namespace {
 
 const char* slot_state_name(uint32_t st, bool alive) {
   switch (session::SlotState(st)) {
-    case session::SlotState::kFree: return "free";
-    case session::SlotState::kLive: return alive ? "live" : "dead";
-    case session::SlotState::kRecovering: return alive ? "recovering" : "dead";
+    case session::SlotState::kFree:
+      return "free";
+    case session::SlotState::kLive:
+      return alive ? "live" : "dead";
+    case session::SlotState::kRecovering:
+      return alive ? "recovering" : "dead";
   }
   return "invalid";
 }
@@ -32,7 +35,8 @@ Result<StoreStats> StoreImpl::stats() {
   s.free_page_bytes = hs.free_page_bytes;
   s.free_block_bytes = hs.free_block_bytes;
   uint64_t meta = region::kHeapStart;
-  s.used_bytes = s.file_size - std::min(s.file_size, hs.free_page_bytes + hs.free_block_bytes + meta);
+  s.used_bytes =
+      s.file_size - std::min(s.file_size, hs.free_page_bytes + hs.free_block_bytes + meta);
   s.max_sessions = table_->slot_count();
   const session::LockHeader* lh = table_->header();
   s.current_cycle = lh->cycle.current.load(std::memory_order_acquire);
@@ -67,8 +71,8 @@ Result<StoreStats> StoreImpl::stats() {
     if (info.pinned_cycle != 0 && info.pinned_cycle < s.current_cycle &&
         s.current_cycle - info.pinned_cycle < cycle::kCycleRing) {
       // Pinned before the next cycle began: at least this long.
-      uint64_t began =
-          lh->cycle.started_ns[(info.pinned_cycle + 1) % cycle::kCycleRing].load(std::memory_order_relaxed);
+      uint64_t began = lh->cycle.started_ns[(info.pinned_cycle + 1) % cycle::kCycleRing].load(
+          std::memory_order_relaxed);
       if (began != 0 && began < now) info.pin_age_seconds = double(now - began) / 1e9;
     } else if (info.pinned_cycle != 0 && info.pinned_cycle + cycle::kCycleRing <= s.current_cycle) {
       info.pin_age_seconds = threshold + 1;  // older than the ring remembers
@@ -141,8 +145,8 @@ Result<std::vector<RecorderDump>> StoreImpl::recorder(std::optional<uint32_t> on
     for (uint64_t k = next - n; k < next; k++) {
       const session::RecorderEntry& e = ring->entries[k % session::kRecorderEntries];
       d.entries.push_back(RecorderDump::Entry{e.time_ns, record_kind_name(RecordKind(e.kind)),
-                                              std::string(code_name(Code(e.result))),
-                                              e.generation, e.arg, e.arg2});
+                                              std::string(code_name(Code(e.result))), e.generation,
+                                              e.arg, e.arg2});
     }
     out.push_back(std::move(d));
   }

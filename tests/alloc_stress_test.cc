@@ -104,8 +104,8 @@ void run_thread(Store& store, int p, int t, uint64_t seed, Clock::time_point dea
 
   while (Clock::now() < deadline) {
     for (int k = 0; k < 32; k++, ops++) {
-      bool want_alloc = live.empty() ||
-                        (live.size() < kMaxLiveBlocks && live_bytes < kMaxLiveBytes && rng() % 100 < 55);
+      bool want_alloc = live.empty() || (live.size() < kMaxLiveBlocks &&
+                                         live_bytes < kMaxLiveBytes && rng() % 100 < 55);
       if (want_alloc) {
         Block b = alloc_one(pick_size(rng));
         live_bytes += b.len;
@@ -119,9 +119,13 @@ void run_thread(Store& store, int p, int t, uint64_t seed, Clock::time_point dea
       live_bytes -= b.len;
       check(b, "before release");
       switch (rng() % 8) {
-        case 0: case 1: case 2: case 3: {
+        case 0:
+        case 1:
+        case 2:
+        case 3: {
           Status st = c->free(b.off);
-          CHILD_CHECK(st.ok(), "seed {:#x}: free({}): {}", seed, b.off, st.ok() ? "" : st.error().to_string());
+          CHILD_CHECK(st.ok(), "seed {:#x}: free({}): {}", seed, b.off,
+                      st.ok() ? "" : st.error().to_string());
           ctl->frees.fetch_add(1, std::memory_order_relaxed);
           if (b.small && rng() % 4 == 0) {
             // The block now sits in this session's cache: a second free must
@@ -135,22 +139,27 @@ void run_thread(Store& store, int p, int t, uint64_t seed, Clock::time_point dea
           }
           break;
         }
-        case 4: case 5: {
+        case 4:
+        case 5: {
           // Published then retired while pinned: must stay intact until unpin.
           SessionCore::PinGuard pin(*c);
           Status st = c->publish(b.off);
-          CHILD_CHECK(st.ok(), "seed {:#x}: publish({}): {}", seed, b.off, st.ok() ? "" : st.error().to_string());
+          CHILD_CHECK(st.ok(), "seed {:#x}: publish({}): {}", seed, b.off,
+                      st.ok() ? "" : st.error().to_string());
           st = c->retire(b.off);
-          CHILD_CHECK(st.ok(), "seed {:#x}: retire({}): {}", seed, b.off, st.ok() ? "" : st.error().to_string());
+          CHILD_CHECK(st.ok(), "seed {:#x}: retire({}): {}", seed, b.off,
+                      st.ok() ? "" : st.error().to_string());
           check(b, "retired while pinned");
           ctl->retires.fetch_add(1, std::memory_order_relaxed);
           break;
         }
         case 6: {
           Status st = c->publish(b.off);
-          CHILD_CHECK(st.ok(), "seed {:#x}: publish({}): {}", seed, b.off, st.ok() ? "" : st.error().to_string());
+          CHILD_CHECK(st.ok(), "seed {:#x}: publish({}): {}", seed, b.off,
+                      st.ok() ? "" : st.error().to_string());
           st = c->free(b.off);
-          CHILD_CHECK(st.ok(), "seed {:#x}: free of live {}: {}", seed, b.off, st.ok() ? "" : st.error().to_string());
+          CHILD_CHECK(st.ok(), "seed {:#x}: free of live {}: {}", seed, b.off,
+                      st.ok() ? "" : st.error().to_string());
           ctl->frees.fetch_add(1, std::memory_order_relaxed);
           break;
         }
@@ -173,7 +182,8 @@ void run_thread(Store& store, int p, int t, uint64_t seed, Clock::time_point dea
     for (int k = 0; k < kKeep; k++) {
       Block b = alloc_one(16 + rng() % (k == 0 ? 200000 : 3000));
       Status st = c->publish(b.off);
-      CHILD_CHECK(st.ok(), "seed {:#x}: publish({}): {}", seed, b.off, st.ok() ? "" : st.error().to_string());
+      CHILD_CHECK(st.ok(), "seed {:#x}: publish({}): {}", seed, b.off,
+                  st.ok() ? "" : st.error().to_string());
       ctl->kept_off[p][t][k].store(b.off);
       ctl->kept_len[p][t][k].store(b.len);
       ctl->kept_key[p][t][k].store(b.key);
@@ -182,15 +192,18 @@ void run_thread(Store& store, int p, int t, uint64_t seed, Clock::time_point dea
   for (const Block& b : live) {
     check(b, "final release");
     Status st = c->free(b.off);
-    CHILD_CHECK(st.ok(), "seed {:#x}: free({}): {}", seed, b.off, st.ok() ? "" : st.error().to_string());
+    CHILD_CHECK(st.ok(), "seed {:#x}: free({}): {}", seed, b.off,
+                st.ok() ? "" : st.error().to_string());
   }
   Status st = sess->close();
-  CHILD_CHECK(st.ok(), "seed {:#x} p{} t{}: close: {}", seed, p, t, st.ok() ? "" : st.error().to_string());
+  CHILD_CHECK(st.ok(), "seed {:#x} p{} t{}: close: {}", seed, p, t,
+              st.ok() ? "" : st.error().to_string());
 }
 
 int child_main(const std::string& path, int p, uint64_t seed, uint64_t ms, Ctl* ctl, bool keep) {
   auto opened = Store::open(path);
-  CHILD_CHECK(opened.ok(), "seed {:#x} p{}: open: {}", seed, p, opened.ok() ? "" : opened.error().to_string());
+  CHILD_CHECK(opened.ok(), "seed {:#x} p{}: open: {}", seed, p,
+              opened.ok() ? "" : opened.error().to_string());
   std::unique_ptr<Store> store = std::move(opened).value();
   auto deadline = Clock::now() + milliseconds(ms);
   std::vector<std::thread> threads;
@@ -205,8 +218,8 @@ int child_main(const std::string& path, int p, uint64_t seed, uint64_t ms, Ctl* 
 std::string sessions_text(const StoreStats& s) {
   std::string out;
   for (const auto& i : s.sessions) {
-    out += fmt::format("  slot {} gen {} pid {} state {} pin {} purgatory {}\n", i.slot, i.generation,
-                       i.pid, i.state, i.pinned_cycle, i.purgatory_bytes);
+    out += fmt::format("  slot {} gen {} pid {} state {} pin {} purgatory {}\n", i.slot,
+                       i.generation, i.pid, i.state, i.pinned_cycle, i.purgatory_bytes);
   }
   return out;
 }
@@ -242,20 +255,23 @@ void run_stress(bool keep) {
   bool all_ok = true;
   for (pid_t pid : pids) {
     int status = kids.wait(pid, milliseconds(ms + 120000));
-    EXPECT_TRUE(exited_ok(status)) << "child " << pid << " " << (status < 0 ? "timed out" : describe_status(status));
+    EXPECT_TRUE(exited_ok(status))
+        << "child " << pid << " " << (status < 0 ? "timed out" : describe_status(status));
     all_ok &= exited_ok(status);
   }
   ASSERT_TRUE(all_ok);
   const double secs = ms_since(t0) / 1e3;
 
   uint64_t ops = 0;
-  for (auto& a : ctl->ops) for (auto& b : a) ops += b.load();
-  std::printf("alloc stress: %llu ops (%llu allocs, %llu over 4 KiB, %llu frees, %llu retires, %llu double "
-              "frees refused) in %.2f s\n",
-              (unsigned long long)ops, (unsigned long long)ctl->allocs.load(),
-              (unsigned long long)ctl->large_allocs.load(), (unsigned long long)ctl->frees.load(),
-              (unsigned long long)ctl->retires.load(),
-              (unsigned long long)ctl->double_frees_refused.load(), secs);
+  for (auto& a : ctl->ops)
+    for (auto& b : a) ops += b.load();
+  std::printf(
+      "alloc stress: %llu ops (%llu allocs, %llu over 4 KiB, %llu frees, %llu retires, %llu double "
+      "frees refused) in %.2f s\n",
+      (unsigned long long)ops, (unsigned long long)ctl->allocs.load(),
+      (unsigned long long)ctl->large_allocs.load(), (unsigned long long)ctl->frees.load(),
+      (unsigned long long)ctl->retires.load(), (unsigned long long)ctl->double_frees_refused.load(),
+      secs);
   EXPECT_GT(ctl->allocs.load(), 1000u);
   EXPECT_GT(ctl->large_allocs.load(), 0u);
   EXPECT_GT(ctl->retires.load(), 0u);
@@ -287,11 +303,12 @@ void run_stress(bool keep) {
   EXPECT_GT(rep->blocks_checked, 0u);
   EXPECT_EQ(rep->blocks_checked, rep->blocks_free + rep->blocks_live)
       << "some blocks are neither free nor live (owned blocks leaked)";
-  std::printf("alloc stress: verify: %llu runs, %llu slabs, %llu large, %llu free runs, %llu blocks "
-              "checked; file %llu bytes\n",
-              (unsigned long long)rep->runs, (unsigned long long)rep->slabs,
-              (unsigned long long)rep->large_runs, (unsigned long long)rep->free_runs,
-              (unsigned long long)rep->blocks_checked, (unsigned long long)st.file_size);
+  std::printf(
+      "alloc stress: verify: %llu runs, %llu slabs, %llu large, %llu free runs, %llu blocks "
+      "checked; file %llu bytes\n",
+      (unsigned long long)rep->runs, (unsigned long long)rep->slabs,
+      (unsigned long long)rep->large_runs, (unsigned long long)rep->free_runs,
+      (unsigned long long)rep->blocks_checked, (unsigned long long)st.file_size);
 
   if (keep) {
     // Every block a child left published is intact, and can be freed.

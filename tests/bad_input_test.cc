@@ -41,7 +41,9 @@ std::string problems_text(const VerifyReport& r) {
   return out;
 }
 
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+bool contains(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
 
 class BadInput : public ::testing::Test {
  protected:
@@ -215,7 +217,9 @@ TEST_F(BadInput, GarbageLockFileIsRebuilt) {
   const uint64_t off = make_store(5000);
   ASSERT_NE(off, 0u);
   for (int variant = 0; variant < 3; variant++) {
-    std::vector<char> junk(variant == 0 ? 0 : variant == 1 ? 777 : std::filesystem::file_size(lock));
+    std::vector<char> junk(variant == 0   ? 0
+                           : variant == 1 ? 777
+                                          : std::filesystem::file_size(lock));
     std::mt19937_64 rng(variant);
     for (auto& ch : junk) ch = char(rng());
     {
@@ -256,7 +260,8 @@ TEST_F(BadInput, DamagedRunHeaderIsNamedAndRefused) {
     ASSERT_FALSE(rep->sound()) << "verify did not notice a damaged run header";
     bool named = false;
     for (const auto& p : rep->problems) named |= contains(p, std::to_string(region::kHeapStart));
-    EXPECT_TRUE(named) << "no problem names offset " << region::kHeapStart << ":\n" << problems_text(*rep);
+    EXPECT_TRUE(named) << "no problem names offset " << region::kHeapStart << ":\n"
+                       << problems_text(*rep);
     std::printf("  verify: %s\n", rep->problems[0].c_str());
 
     auto sess = (*s)->session();
@@ -268,7 +273,8 @@ TEST_F(BadInput, DamagedRunHeaderIsNamedAndRefused) {
     Status fs = c->free(off);
     EXPECT_FALSE(fs.ok());
     EXPECT_EQ(fs.code(), Code::kCorrupt) << err(fs);
-    EXPECT_TRUE(contains(fs.error().message(), std::to_string(region::kHeapStart))) << fs.error().message();
+    EXPECT_TRUE(contains(fs.error().message(), std::to_string(region::kHeapStart)))
+        << fs.error().message();
     Status rs = c->retire(off);
     EXPECT_FALSE(rs.ok()) << "retired a block whose run header is damaged";
     // Allocation: served elsewhere, or an error; never a crash.
@@ -334,7 +340,8 @@ TEST_F(BadInput, AllocationNeedingADamagedRunFails) {
   auto rep = (*s)->verify();
   ASSERT_TRUE(rep.ok());
   ASSERT_FALSE(rep->problems.empty());
-  EXPECT_TRUE(contains(rep->problems[0], std::to_string(region::kHeapStart))) << problems_text(*rep);
+  EXPECT_TRUE(contains(rep->problems[0], std::to_string(region::kHeapStart)))
+      << problems_text(*rep);
   auto sess = (*s)->session();
   ASSERT_TRUE(sess.ok());
   for (size_t size : {size_t(100), size_t(3000), size_t(64 * 1024)}) {
@@ -361,7 +368,8 @@ struct PermResult {
 void open_unprivileged(const std::string& p, Options o, PermResult* out) {
   auto s = Store::open(p, o);
   out->code.store(int32_t(s.code()));
-  std::snprintf(out->message, sizeof(out->message), "%s", s.ok() ? "ok" : s.error().to_string().c_str());
+  std::snprintf(out->message, sizeof(out->message), "%s",
+                s.ok() ? "ok" : s.error().to_string().c_str());
 }
 
 class Permission : public BadInput {
@@ -420,7 +428,8 @@ TEST_F(Permission, StoreDirectoryWithoutPermissionNoCreate) {
   Options o = quiet();
   o.create_if_missing = false;
   auto [code, msg] = try_open(path, o);
-  EXPECT_EQ(code, Code::kPermission) << "an existing store we may not read is not 'not found': " << msg;
+  EXPECT_EQ(code, Code::kPermission)
+      << "an existing store we may not read is not 'not found': " << msg;
   EXPECT_TRUE(contains(msg, path)) << msg;
 }
 
@@ -487,7 +496,8 @@ TEST_F(BadInput, DoubleFreeIsRefused) {
     fill_pattern(c->write_ptr(*x), 20000, *x);
     offs.push_back(*x);
   }
-  for (uint64_t off : offs) EXPECT_EQ(check_pattern(c->view(off), 20000, off), -1) << "overlap at " << off;
+  for (uint64_t off : offs)
+    EXPECT_EQ(check_pattern(c->view(off), 20000, off), -1) << "overlap at " << off;
 }
 
 TEST_F(BadInput, StrayOffsetsAreRefused) {
@@ -499,8 +509,17 @@ TEST_F(BadInput, StrayOffsetsAreRefused) {
   SessionCore* c = sess->core();
   const uint64_t fs = (*s)->stats()->file_size;
   std::mt19937_64 rng(3);
-  std::vector<uint64_t> bad = {0, 8, 4096, 8192, 12345, live + 16, live + 32, live + 1000 * 16, fs,
-                               fs + 4096 * 100, ~uint64_t{0} - 15};
+  std::vector<uint64_t> bad = {0,
+                               8,
+                               4096,
+                               8192,
+                               12345,
+                               live + 16,
+                               live + 32,
+                               live + 1000 * 16,
+                               fs,
+                               fs + 4096 * 100,
+                               ~uint64_t{0} - 15};
   const size_t fixed = bad.size();
   for (int i = 0; i < 200; i++) bad.push_back((rng() % fs) & ~uint64_t{15});
   int refused = 0;
@@ -513,10 +532,19 @@ TEST_F(BadInput, StrayOffsetsAreRefused) {
       Result<size_t> r = size_t{0};
       Status st;
       switch (op) {
-        case 0: st = c->free(off); break;
-        case 1: st = c->publish(off); break;
-        case 2: st = c->retire(off); break;
-        default: r = c->usable_size(off); st = r.ok() ? Status() : Status(r.error()); break;
+        case 0:
+          st = c->free(off);
+          break;
+        case 1:
+          st = c->publish(off);
+          break;
+        case 2:
+          st = c->retire(off);
+          break;
+        default:
+          r = c->usable_size(off);
+          st = r.ok() ? Status() : Status(r.error());
+          break;
       }
       EXPECT_FALSE(st.ok()) << "op " << op << " accepted stray offset " << off;
       if (!st.ok()) {
@@ -654,7 +682,8 @@ TEST_F(BadInput, SessionTableFull) {
   auto rep = store->verify();
   ASSERT_TRUE(rep.ok());
   EXPECT_TRUE(rep->sound()) << problems_text(*rep);
-  EXPECT_EQ(rep->blocks_private + rep->blocks_cached, 0u) << "the dead sessions' blocks were not reclaimed";
+  EXPECT_EQ(rep->blocks_private + rep->blocks_cached, 0u)
+      << "the dead sessions' blocks were not reclaimed";
 }
 
 TEST_F(BadInput, BadOptions) {

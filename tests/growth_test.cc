@@ -56,7 +56,8 @@ int grower_main(const std::string& path, int g, uint64_t total, uint64_t seed, T
   while (done < total && n < kMaxEntries) {
     size_t len = rng() % 8 == 0 ? 16 + rng() % 4000 : 4096 + rng() % (512 * 1024);
     auto a = c->alloc(len);
-    CHILD_CHECK(a.ok(), "seed {:#x} grower {}: alloc({}) after {} bytes: {}", seed, g, len, done, err(a));
+    CHILD_CHECK(a.ok(), "seed {:#x} grower {}: alloc({}) after {} bytes: {}", seed, g, len, done,
+                err(a));
     uint64_t key = (uint64_t(g) << 32) | n;
     fill_pattern(c->write_ptr(*a), len, key);
     Status st = c->publish(*a);
@@ -95,7 +96,8 @@ TEST(Growth, GrowsWhileOthersRead) {
   const uint64_t per_grower = scaled(24) << 20;
   std::vector<pid_t> pids;
   for (int g = 0; g < kGrowers; g++) {
-    pids.push_back(kids.spawn([&, g] { return grower_main(path, g, per_grower, seed, table.get()); }));
+    pids.push_back(
+        kids.spawn([&, g] { return grower_main(path, g, per_grower, seed, table.get()); }));
   }
 
   // Read what they publish while they grow the file; allocate as well.
@@ -150,10 +152,11 @@ TEST(Growth, GrowsWhileOthersRead) {
 
   auto st = store->stats();
   ASSERT_TRUE(st.ok());
-  std::printf("growth: read %llu blocks of other processes (%llu beyond the initial 1 MiB, %llu "
-              "needing a new mapping first); file grew 1 MiB -> %llu MiB\n",
-              (unsigned long long)validated, (unsigned long long)beyond,
-              (unsigned long long)lazily_mapped, (unsigned long long)(st->file_size >> 20));
+  std::printf(
+      "growth: read %llu blocks of other processes (%llu beyond the initial 1 MiB, %llu "
+      "needing a new mapping first); file grew 1 MiB -> %llu MiB\n",
+      (unsigned long long)validated, (unsigned long long)beyond, (unsigned long long)lazily_mapped,
+      (unsigned long long)(st->file_size >> 20));
   EXPECT_EQ(validated, uint64_t(table->count[0].load() + table->count[1].load()));
   EXPECT_GT(beyond, validated / 2);
   EXPECT_GT(lazily_mapped, 0u) << "never read past this process's mapping";
@@ -207,8 +210,8 @@ TEST(Growth, FullIsAnErrorAndFreesMakeRoom) {
   ASSERT_FALSE(r.ok()) << "a 4 MiB store never filled up";
   EXPECT_EQ(r.code(), Code::kFull) << err(r);
   EXPECT_NE(r.error().message().find("full"), std::string::npos) << r.error().message();
-  EXPECT_NE(r.error().message().find(path), std::string::npos) << "error should name the store: "
-                                                              << r.error().message();
+  EXPECT_NE(r.error().message().find(path), std::string::npos)
+      << "error should name the store: " << r.error().message();
   EXPECT_GE(blocks.size() * 68 * 1024, uint64_t{3} << 20) << "full long before max_size";
   auto st = store->stats();
   ASSERT_TRUE(st.ok());

@@ -46,7 +46,7 @@ using internal::SessionCore;
 using namespace stoa::test;
 
 constexpr int kWorkers = 3;
-constexpr int kRegSlots = 24;      // registry slots per worker index
+constexpr int kRegSlots = 24;  // registry slots per worker index
 constexpr int kMaxSpawns = 8192;
 constexpr uint64_t kMagic = 0x4b494c4c424c4b31ull;  // "KILLBLK1"
 
@@ -72,14 +72,15 @@ struct BlockHdr {
   uint64_t len;    // payload bytes
   uint64_t check;  // of the four words above
 };
-uint64_t hdr_check(const BlockHdr& h) { return splitmix(h.magic ^ splitmix(h.off ^ splitmix(h.key ^ h.len))); }
-
+uint64_t hdr_check(const BlockHdr& h) {
+  return splitmix(h.magic ^ splitmix(h.off ^ splitmix(h.key ^ h.len)));
+}
 
 std::string sessions_text(const StoreStats& s) {
   std::string out;
   for (const auto& i : s.sessions) {
-    out += fmt::format("  slot {} gen {} pid {} state {} pin {} purgatory {}\n", i.slot, i.generation,
-                       i.pid, i.state, i.pinned_cycle, i.purgatory_bytes);
+    out += fmt::format("  slot {} gen {} pid {} state {} pin {} purgatory {}\n", i.slot,
+                       i.generation, i.pid, i.state, i.pinned_cycle, i.purgatory_bytes);
   }
   return out;
 }
@@ -147,8 +148,8 @@ int mixed_worker(const std::string& path, int w, int spawn, uint64_t seed, Ctl* 
   };
   auto check_private = [&](const Priv& p) {
     int64_t bad = check_pattern(c->view(p.off), p.len, p.key);
-    CHILD_CHECK(bad < 0, "seed {:#x} spawn {}: private block {} ({} bytes) clobbered at byte {}", seed,
-                spawn, p.off, p.len, bad);
+    CHILD_CHECK(bad < 0, "seed {:#x} spawn {}: private block {} ({} bytes) clobbered at byte {}",
+                seed, spawn, p.off, p.len, bad);
   };
 
   while (ctl->stop.load(std::memory_order_relaxed) == 0) {
@@ -172,7 +173,8 @@ int mixed_worker(const std::string& path, int w, int spawn, uint64_t seed, Ctl* 
       ctl->reg[w][k].store(*a);
       if (old != 0) {
         std::string bad = validate(c, old);
-        CHILD_CHECK(bad.empty(), "seed {:#x} spawn {}: own registered block {}: {}", seed, spawn, old, bad);
+        CHILD_CHECK(bad.empty(), "seed {:#x} spawn {}: own registered block {}: {}", seed, spawn,
+                    old, bad);
         st = c->retire(old);
         CHILD_CHECK(st.ok(), "seed {:#x} spawn {}: retire({}): {}", seed, spawn, old, err(st));
       }
@@ -185,7 +187,8 @@ int mixed_worker(const std::string& path, int w, int spawn, uint64_t seed, Ctl* 
         uint64_t off = ctl->reg[rng() % kWorkers][rng() % kRegSlots].load();
         if (off == 0) continue;
         std::string bad = validate(c, off);
-        CHILD_CHECK(bad.empty(), "seed {:#x} spawn {}: pinned read of block {}: {}", seed, spawn, off, bad);
+        CHILD_CHECK(bad.empty(), "seed {:#x} spawn {}: pinned read of block {}: {}", seed, spawn,
+                    off, bad);
         ctl->validations.fetch_add(1, std::memory_order_relaxed);
       }
     } else if (r < 90 || priv.size() > 64) {
@@ -262,7 +265,8 @@ int hot_worker(const std::string& path, int w, int spawn, uint64_t seed, Ctl* ct
         bool intact = size <= 4096 ? check_pattern(c->view(off), size, k) < 0
                                    : check_pattern(c->view(off), 64, k) < 0 &&
                                          check_pattern(c->view(off + size - 64), 64, ~k) < 0;
-        CHILD_CHECK(intact, "seed {:#x} spawn {}: block {} ({} bytes) clobbered", seed, spawn, off, size);
+        CHILD_CHECK(intact, "seed {:#x} spawn {}: block {} ({} bytes) clobbered", seed, spawn, off,
+                    size);
         Status st = rng() % 5 == 0 ? c->retire(off) : c->free(off);
         CHILD_CHECK(st.ok(), "seed {:#x} spawn {}: release({}): {}", seed, spawn, off, err(st));
       }
@@ -306,8 +310,9 @@ LoopResult kill_loop(Children& kids, std::vector<pid_t>& pids, std::vector<int>&
   auto kill_worker = [&](int w) {
     int status = kids.kill_one(pids[w]);
     if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)) {
-      ADD_FAILURE() << "worker " << w << " (spawn " << spawn_of[w] << ") ended on its own: "
-                    << describe_status(status) << "; seed " << fmt::format("{:#x}", seed);
+      ADD_FAILURE() << "worker " << w << " (spawn " << spawn_of[w]
+                    << ") ended on its own: " << describe_status(status) << "; seed "
+                    << fmt::format("{:#x}", seed);
       res.failed = true;
     }
     res.kills++;
@@ -315,7 +320,8 @@ LoopResult kill_loop(Children& kids, std::vector<pid_t>& pids, std::vector<int>&
     if (ctl->spawns[spawn_of[w]].claimed.load() != 0) res.kills_after_claim++;
   };
   while (res.kills < target && !res.failed && res.spawns + kWorkers < kMaxSpawns) {
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % (uint64_t(max_delay_ms) * 1000 + 1)));
+    std::this_thread::sleep_for(
+        std::chrono::microseconds(rng() % (uint64_t(max_delay_ms) * 1000 + 1)));
     if (mass_every > 0 && res.kills % mass_every == mass_every - 1) {
       for (int w = 0; w < kWorkers; w++) kill_worker(w);
       for (int w = 0; w < kWorkers; w++) spawn(w);
@@ -371,8 +377,8 @@ void final_checks(Children& kids, std::vector<pid_t>& pids, const std::string& p
   ctl->stop.store(1);
   for (int w = 0; w < kWorkers; w++) {
     int status = kids.wait(pids[w], milliseconds(60000));
-    EXPECT_TRUE(exited_ok(status)) << "worker " << w << ": "
-                                   << (status < 0 ? "timed out" : describe_status(status));
+    EXPECT_TRUE(exited_ok(status))
+        << "worker " << w << ": " << (status < 0 ? "timed out" : describe_status(status));
   }
   ASSERT_FALSE(::testing::Test::HasFailure());
 
@@ -390,10 +396,11 @@ void final_checks(Children& kids, std::vector<pid_t>& pids, const std::string& p
   const uint64_t recovered = st.sessions_recovered - recovered_before;
   uint64_t ops = 0;
   for (int s = 0; s < res.spawns; s++) ops += ctl->spawns[s].ops.load();
-  std::printf("kill: %d kills (%d after the victim claimed its slot), %d spawns, %llu sessions "
-              "recovered, %llu ops, %llu pinned validations\n",
-              res.kills, res.kills_after_claim, res.spawns, (unsigned long long)recovered,
-              (unsigned long long)ops, (unsigned long long)ctl->validations.load());
+  std::printf(
+      "kill: %d kills (%d after the victim claimed its slot), %d spawns, %llu sessions "
+      "recovered, %llu ops, %llu pinned validations\n",
+      res.kills, res.kills_after_claim, res.spawns, (unsigned long long)recovered,
+      (unsigned long long)ops, (unsigned long long)ctl->validations.load());
   EXPECT_GE(recovered, uint64_t(res.kills_after_claim))
       << "some killed sessions were never reclaimed";
   EXPECT_GE(res.kills_after_claim, res.kills / 4) << "most kills landed before workers got going";
@@ -440,9 +447,10 @@ void final_checks(Children& kids, std::vector<pid_t>& pids, const std::string& p
     Status fs = c->free(off);
     EXPECT_TRUE(fs.ok()) << fs.error().to_string();
   }
-  std::printf("kill: %zu registered blocks intact, %llu live blocks left by kills between publish "
-              "and register\n",
-              registered.size(), (unsigned long long)leaked_live);
+  std::printf(
+      "kill: %zu registered blocks intact, %llu live blocks left by kills between publish "
+      "and register\n",
+      registered.size(), (unsigned long long)leaked_live);
   ASSERT_TRUE(sess->close().ok());
   auto rep2 = store->verify();
   ASSERT_TRUE(rep2.ok());
@@ -464,7 +472,8 @@ void run_kill_test(const char* tag, WorkerFn fn, int target, int max_delay_ms, i
                    bool registry) {
   const uint64_t seed = test_seed();
   SCOPED_TRACE(fmt::format("seed {:#x} (rerun with STOA_TEST_SEED={:#x})", seed, seed));
-  std::printf("kill: seed %#llx, %d workers, %d kills\n", (unsigned long long)seed, kWorkers, target);
+  std::printf("kill: seed %#llx, %d workers, %d kills\n", (unsigned long long)seed, kWorkers,
+              target);
   TempDir dir(tag);
   const std::string path = dir.sub("store");
   uint64_t recovered_before = 0;
@@ -478,8 +487,8 @@ void run_kill_test(const char* tag, WorkerFn fn, int target, int max_delay_ms, i
   std::vector<pid_t> pids(kWorkers);
   std::vector<int> spawn_of(kWorkers);
   auto t0 = Clock::now();
-  LoopResult res = kill_loop(kids, pids, spawn_of, path, seed, ctl.get(), fn, target, max_delay_ms,
-                             mass_every);
+  LoopResult res =
+      kill_loop(kids, pids, spawn_of, path, seed, ctl.get(), fn, target, max_delay_ms, mass_every);
   std::printf("kill: loop took %.0f ms\n", ms_since(t0));
   ASSERT_FALSE(res.failed);
   ASSERT_GE(res.kills, target);
@@ -552,7 +561,8 @@ TEST(Kill, DeathDetectionLatency) {
       auto s = store->stats();
       ASSERT_TRUE(s.ok());
       bool listed = false;
-      for (const auto& si : s->sessions) listed |= si.slot == slot && si.pid == victim && si.state == "live";
+      for (const auto& si : s->sessions)
+        listed |= si.slot == slot && si.pid == victim && si.state == "live";
       ASSERT_TRUE(listed) << "victim's session not listed as live";
     }
     auto t0 = Clock::now();
@@ -572,16 +582,18 @@ TEST(Kill, DeathDetectionLatency) {
     lat.push_back(ms);
     EXPECT_LT(ms, 1000.0) << "dead session reclaimed only after " << ms << " ms";
     // The dead pin no longer holds the cycle back.
-    EXPECT_TRUE(wait_until([&] { return store->stats()->current_cycle >= pinned + 2; }, milliseconds(1000)))
+    EXPECT_TRUE(
+        wait_until([&] { return store->stats()->current_cycle >= pinned + 2; }, milliseconds(1000)))
         << "cycle stuck at " << store->stats()->current_cycle << " behind a dead pin at " << pinned;
   }
   ctl->stop.store(1);
   int status = kids.wait(survivor, milliseconds(30000));
   EXPECT_TRUE(exited_ok(status)) << describe_status(status);
   std::sort(lat.begin(), lat.end());
-  std::printf("kill: death-to-reclaim latency over %zu kills: median %.1f ms, max %.1f ms "
-              "(watchdog interval 20 ms)\n",
-              lat.size(), lat[lat.size() / 2], lat.back());
+  std::printf(
+      "kill: death-to-reclaim latency over %zu kills: median %.1f ms, max %.1f ms "
+      "(watchdog interval 20 ms)\n",
+      lat.size(), lat[lat.size() / 2], lat.back());
   auto rep = store->verify();
   ASSERT_TRUE(rep.ok());
   EXPECT_TRUE(rep->sound()) << problems_text(*rep);

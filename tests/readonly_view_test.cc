@@ -31,7 +31,6 @@ Options quiet() {
   return o;
 }
 
-
 // What the fault handler saw, in shared memory.
 struct FaultReport {
   std::atomic<int32_t> faulted;
@@ -135,7 +134,8 @@ void expect_fault(Via via, size_t size, bool with_handler) {
         << "expected the SIGSEGV handler to run; child " << describe_status(status);
     EXPECT_EQ(report->si_code.load(), SEGV_ACCERR)
         << "the fault should be a permission fault on a mapped page, not an unmapped address";
-    EXPECT_EQ(report->addr.load(), report->expected.load()) << "fault address is not the written byte";
+    EXPECT_EQ(report->addr.load(), report->expected.load())
+        << "fault address is not the written byte";
   } else {
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV)
         << "expected death by SIGSEGV; child " << describe_status(status);
@@ -156,7 +156,9 @@ void expect_fault(Via via, size_t size, bool with_handler) {
 
 TEST(ReadOnlyView, WriteThroughViewPointerDiesBySigsegv) { expect_fault(Via::kView, 200, false); }
 TEST(ReadOnlyView, WriteThroughReadPointerDiesBySigsegv) { expect_fault(Via::kRead, 200, false); }
-TEST(ReadOnlyView, WriteThroughViewIsAPermissionFaultAtThatByte) { expect_fault(Via::kView, 3000, true); }
+TEST(ReadOnlyView, WriteThroughViewIsAPermissionFaultAtThatByte) {
+  expect_fault(Via::kView, 3000, true);
+}
 TEST(ReadOnlyView, WriteThroughReadOfLargeBlockIsAPermissionFault) {
   expect_fault(Via::kRead, 300000, true);
 }
@@ -193,7 +195,8 @@ TEST(ReadOnlyView, GrownPartIsReadOnlyToo) {
   ASSERT_TRUE(exited_ok(kids.wait(grower, milliseconds(30000))));
   const uint64_t off = where->load();
   ASSERT_GT(off + (3 << 20), uint64_t(1) << 20);
-  pid_t pid = kids.spawn([&] { return write_through_read_pointer(path, off, 3 << 20, Via::kView, report.get()); });
+  pid_t pid = kids.spawn(
+      [&] { return write_through_read_pointer(path, off, 3 << 20, Via::kView, report.get()); });
   int status = kids.wait(pid, milliseconds(30000));
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 42) << describe_status(status);
   EXPECT_EQ(report->si_code.load(), SEGV_ACCERR);
@@ -259,7 +262,8 @@ TEST(ReadOnlyView, WritePtrWritesAndViewSeesIt) {
       std::vector<char> want(size);
       fill_pattern(want.data(), size, size);
       want[size - 1] = char(size);
-      CHILD_CHECK(std::memcmp(*r2, want.data(), size) == 0, "another process sees other bytes at {}", *a);
+      CHILD_CHECK(std::memcmp(*r2, want.data(), size) == 0,
+                  "another process sees other bytes at {}", *a);
       return 0;
     });
     EXPECT_TRUE(exited_ok(kids.wait(pid, milliseconds(30000))));

@@ -50,7 +50,6 @@ struct Ctl {
   std::atomic<uint64_t> holder_checked;
 };
 
-
 std::string problems_text(const VerifyReport& r) {
   std::string out;
   for (const auto& p : r.problems) out += "  " + p + "\n";
@@ -59,9 +58,10 @@ std::string problems_text(const VerifyReport& r) {
 std::string sessions_text(const StoreStats& s) {
   std::string out;
   for (const auto& i : s.sessions) {
-    out += fmt::format("  slot {} gen {} pid {} state {} pin {} age {:.3f}s stalled {} purgatory {}\n",
-                       i.slot, i.generation, i.pid, i.state, i.pinned_cycle, i.pin_age_seconds,
-                       i.stalled, i.purgatory_bytes);
+    out +=
+        fmt::format("  slot {} gen {} pid {} state {} pin {} age {:.3f}s stalled {} purgatory {}\n",
+                    i.slot, i.generation, i.pid, i.state, i.pinned_cycle, i.pin_age_seconds,
+                    i.stalled, i.purgatory_bytes);
   }
   return out;
 }
@@ -259,7 +259,8 @@ TEST(Reclaim, NoUseAfterFreeAcrossProcesses) {
   Children kids;
   std::vector<pid_t> pids;
   for (int i = 0; i < 2; i++) {
-    pids.push_back(kids.spawn([&, i] { return writer_main(f.path, i, f.array, seed, ctl.get(), false); }));
+    pids.push_back(
+        kids.spawn([&, i] { return writer_main(f.path, i, f.array, seed, ctl.get(), false); }));
     pids.push_back(kids.spawn([&, i] { return reader_main(f.path, i, f.array, seed, ctl.get()); }));
   }
   ASSERT_TRUE(wait_until([&] { return ctl->ready.load() == 4; }, milliseconds(20000)));
@@ -268,13 +269,15 @@ TEST(Reclaim, NoUseAfterFreeAcrossProcesses) {
   ctl->stop.store(1);
   for (pid_t p : pids) {
     int status = kids.wait(p, milliseconds(60000));
-    EXPECT_TRUE(exited_ok(status)) << "child " << p << ": " << (status < 0 ? "timed out" : describe_status(status));
+    EXPECT_TRUE(exited_ok(status))
+        << "child " << p << ": " << (status < 0 ? "timed out" : describe_status(status));
   }
   ASSERT_FALSE(::testing::Test::HasFailure());
-  std::printf("reclaim: %llu replacements, %llu pinned validations (%llu second looks) in %llu ms, "
-              "0 failures\n",
-              (unsigned long long)ctl->replacements.load(), (unsigned long long)ctl->validations.load(),
-              (unsigned long long)ctl->double_checks.load(), (unsigned long long)ms);
+  std::printf(
+      "reclaim: %llu replacements, %llu pinned validations (%llu second looks) in %llu ms, "
+      "0 failures\n",
+      (unsigned long long)ctl->replacements.load(), (unsigned long long)ctl->validations.load(),
+      (unsigned long long)ctl->double_checks.load(), (unsigned long long)ms);
   EXPECT_GE(ctl->replacements.load(), 1000u);
   EXPECT_GE(ctl->validations.load(), 10000u);
   EXPECT_GE(ctl->double_checks.load(), 100u);
@@ -293,7 +296,8 @@ TEST(Reclaim, LongPinHoldsPurgatoryAndIsReported) {
   Children kids;
   std::vector<pid_t> writers;
   for (int i = 0; i < 2; i++) {
-    writers.push_back(kids.spawn([&, i] { return writer_main(f.path, i, f.array, seed, ctl.get(), true); }));
+    writers.push_back(
+        kids.spawn([&, i] { return writer_main(f.path, i, f.array, seed, ctl.get(), true); }));
   }
   // The holder pins, remembers every entry it can see, holds until told,
   // then checks all of them again before it unpins.
@@ -377,11 +381,13 @@ TEST(Reclaim, LongPinHoldsPurgatoryAndIsReported) {
         return now_bytes < peak / 4 && !(s->oldest_pin && s->oldest_pin->stalled);
       },
       milliseconds(10000), std::chrono::microseconds(2000));
-  EXPECT_TRUE(drained) << "purgatory stayed at " << now_bytes << " bytes after the unpin (peak " << peak << ")";
-  std::printf("reclaim: pin held %.0f ms: purgatory %llu -> %llu bytes; %.0f ms after unpin: %llu "
-              "bytes; holder re-checked %llu entries it saw when it pinned\n",
-              held_ms, (unsigned long long)p0, (unsigned long long)peak, ms_since(t_unpin),
-              (unsigned long long)now_bytes, (unsigned long long)ctl->holder_checked.load());
+  EXPECT_TRUE(drained) << "purgatory stayed at " << now_bytes << " bytes after the unpin (peak "
+                       << peak << ")";
+  std::printf(
+      "reclaim: pin held %.0f ms: purgatory %llu -> %llu bytes; %.0f ms after unpin: %llu "
+      "bytes; holder re-checked %llu entries it saw when it pinned\n",
+      held_ms, (unsigned long long)p0, (unsigned long long)peak, ms_since(t_unpin),
+      (unsigned long long)now_bytes, (unsigned long long)ctl->holder_checked.load());
   EXPECT_EQ(ctl->holder_checked.load(), uint64_t(kSlots));
 
   ctl->stop.store(1);

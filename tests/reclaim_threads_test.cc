@@ -122,7 +122,8 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
     std::mt19937_64 rng(seed ^ splitmix(uint64_t(id) + 101));
     uint64_t n = 0, again = 0, seen[8];
-    for (uint64_t round = 0; !stop.load(std::memory_order_relaxed) && fail.count.load() == 0; round++) {
+    for (uint64_t round = 0; !stop.load(std::memory_order_relaxed) && fail.count.load() == 0;
+         round++) {
       SessionCore::PinGuard pin(*c);
       for (int j = 0; j < 8; j++) {
         seen[j] = slots[rng() % kSlots].load(std::memory_order_acquire);
@@ -134,7 +135,8 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
         std::this_thread::yield();  // let writers retire what this pin saw
         for (int j = 0; j < 8; j++) {
           std::string bad = validate(c, seen[j]);
-          if (!bad.empty()) fail.add(fmt::format("reader {} round {} (second look): {}", id, round, bad));
+          if (!bad.empty())
+            fail.add(fmt::format("reader {} round {} (second look): {}", id, round, bad));
           again++;
         }
       }
@@ -154,10 +156,11 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
   stop.store(true);
   for (auto& t : threads) t.join();
   EXPECT_EQ(fail.count.load(), 0u) << fail.first;
-  std::printf("reclaim threads: %llu replacements, %llu pinned validations (%llu second looks) in "
-              "%llu ms\n",
-              (unsigned long long)replacements.load(), (unsigned long long)validations.load(),
-              (unsigned long long)second_looks.load(), (unsigned long long)ms);
+  std::printf(
+      "reclaim threads: %llu replacements, %llu pinned validations (%llu second looks) in "
+      "%llu ms\n",
+      (unsigned long long)replacements.load(), (unsigned long long)validations.load(),
+      (unsigned long long)second_looks.load(), (unsigned long long)ms);
   EXPECT_GE(replacements.load(), 500u);
   EXPECT_GE(validations.load(), 2000u);
 

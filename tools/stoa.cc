@@ -230,7 +230,9 @@ Json stats_json(const StoreStats& s) {
          {"visible_ts", s.visible_ts}};
   if (s.oldest_snapshot) {
     const SessionInfo& o = *s.oldest_snapshot;
-    j["oldest_snapshot"] = Json{{"slot", o.slot}, {"pid", o.pid}, {"snapshot", o.snapshot},
+    j["oldest_snapshot"] = Json{{"slot", o.slot},
+                                {"pid", o.pid},
+                                {"snapshot", o.snapshot},
                                 {"behind", s.visible_ts - std::min(s.visible_ts, o.snapshot)}};
   } else {
     j["oldest_snapshot"] = nullptr;
@@ -268,8 +270,8 @@ void print_stats(const StoreStats& s) {
              s.last_commit_ts, s.visible_ts);
   if (s.oldest_snapshot) {
     const SessionInfo& o = *s.oldest_snapshot;
-    fmt::print("oldest snapshot session {} (pid {}) reads ts {}, {} commits behind\n", o.slot, o.pid,
-               o.snapshot, s.visible_ts - std::min(s.visible_ts, o.snapshot));
+    fmt::print("oldest snapshot session {} (pid {}) reads ts {}, {} commits behind\n", o.slot,
+               o.pid, o.snapshot, s.visible_ts - std::min(s.visible_ts, o.snapshot));
   } else {
     fmt::print("oldest snapshot none\n");
   }

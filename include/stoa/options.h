@@ -24,10 +24,10 @@ struct Options {
   bool error_if_exists = false;
 
   // Fixed when the store is created; ignored when opening an existing one.
-  uint64_t max_size = uint64_t{16} << 30;      // the data file never grows past this
-  uint64_t initial_size = uint64_t{4} << 20;   // first size of the data file
-  uint64_t grow_chunk = uint64_t{4} << 20;     // the file grows by at least this much
-  uint32_t max_sessions = 126;                 // session-table slots
+  uint64_t max_size = uint64_t{16} << 30;     // the data file never grows past this
+  uint64_t initial_size = uint64_t{4} << 20;  // first size of the data file
+  uint64_t grow_chunk = uint64_t{4} << 20;    // the file grows by at least this much
+  uint32_t max_sessions = 126;                // session-table slots
 
   Durability durability = Durability::kGroup;
 

@@ -55,9 +55,9 @@ struct StoreStats {
   std::string path;
   uint64_t file_size = 0;
   uint64_t max_size = 0;
-  uint64_t free_page_bytes = 0;     // in free page runs
-  uint64_t free_block_bytes = 0;    // in central free lists of small blocks
-  uint64_t used_bytes = 0;          // file_size minus the two above and metadata
+  uint64_t free_page_bytes = 0;   // in free page runs
+  uint64_t free_block_bytes = 0;  // in central free lists of small blocks
+  uint64_t used_bytes = 0;        // file_size minus the two above and metadata
   uint32_t max_sessions = 0;
   uint64_t current_cycle = 0;
   uint64_t purgatory_bytes = 0;
@@ -74,16 +74,16 @@ struct StoreStats {
 };
 
 struct VerifyReport {
-  bool exclusive = false;        // no other process had the store open: full check
-  uint64_t runs = 0;             // page runs walked
+  bool exclusive = false;  // no other process had the store open: full check
+  uint64_t runs = 0;       // page runs walked
   uint64_t slabs = 0;
   uint64_t large_runs = 0;
   uint64_t free_runs = 0;
-  uint64_t blocks_checked = 0;   // block guards checked
+  uint64_t blocks_checked = 0;  // block guards checked
   uint64_t blocks_live = 0;
   uint64_t blocks_free = 0;
-  uint64_t blocks_cached = 0;    // in some session's cache
-  uint64_t blocks_private = 0;   // allocated, not yet published
+  uint64_t blocks_cached = 0;   // in some session's cache
+  uint64_t blocks_private = 0;  // allocated, not yet published
   uint64_t blocks_retired = 0;
   std::vector<std::string> problems;  // each names the damaged place
   bool sound() const { return problems.empty(); }

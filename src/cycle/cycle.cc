@@ -122,9 +122,8 @@ CycleManager::Advance CycleManager::try_advance(bool rate_limited) {
   uint64_t c = global_->current.load(std::memory_order_relaxed);
   const uint64_t now = util::mono_ns();
   uint64_t last = last_attempt_ns_.load(std::memory_order_relaxed);
-  if (rate_limited &&
-      (now - last < kAdvanceGapNs ||
-       !last_attempt_ns_.compare_exchange_strong(last, now, std::memory_order_relaxed))) {
+  if (rate_limited && (now - last < kAdvanceGapNs || !last_attempt_ns_.compare_exchange_strong(
+                                                         last, now, std::memory_order_relaxed))) {
     a.cycle = c;  // another thread of this process is advancing, or just did
     return a;
   }

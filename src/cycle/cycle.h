@@ -71,8 +71,8 @@ class CycleManager {
 
   struct Advance {
     bool advanced = false;
-    uint64_t cycle = 0;               // the current cycle afterwards
-    std::vector<uint32_t> blockers;   // live slots pinned to an older cycle
+    uint64_t cycle = 0;              // the current cycle afterwards
+    std::vector<uint32_t> blockers;  // live slots pinned to an older cycle
   };
   // rate_limited: skip (report no progress) when this process issued a
   // barrier less than 50 us ago — for the automatic collects on the write

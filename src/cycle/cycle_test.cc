@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
-#include "store_impl.h"
 #include "stoa/store.h"
+#include "store_impl.h"
 
 namespace stoa {
 namespace {

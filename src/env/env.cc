@@ -14,13 +14,20 @@ namespace stoa {
 Error errno_error(int err, const std::string& what, const std::string& path) {
   Code code = Code::kIo;
   switch (err) {
-    case ENOENT: code = Code::kNotFound; break;
+    case ENOENT:
+      code = Code::kNotFound;
+      break;
     case EACCES:
     case EPERM:
-    case EROFS: code = Code::kPermission; break;
+    case EROFS:
+      code = Code::kPermission;
+      break;
     case ENOSPC:
-    case EDQUOT: code = Code::kFull; break;
-    default: break;
+    case EDQUOT:
+      code = Code::kFull;
+      break;
+    default:
+      break;
   }
   return Error(code, fmt::format("{} {}: {}", what, path, std::strerror(err)));
 }
@@ -69,8 +76,8 @@ Status Env::pread_all(int fd, void* data, size_t len, uint64_t offset, const std
       return errno_error(errno, fmt::format("read {} bytes at {}", len, offset), path);
     }
     if (n == 0) {
-      return Error(Code::kCorrupt,
-                   fmt::format("{}: truncated: wanted {} more bytes at offset {}", path, len, offset));
+      return Error(Code::kCorrupt, fmt::format("{}: truncated: wanted {} more bytes at offset {}",
+                                               path, len, offset));
     }
     p += n;
     len -= size_t(n);

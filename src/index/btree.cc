@@ -88,8 +88,10 @@ int Btree::child_index(const Node* n, std::string_view key, uint64_t kp) const {
     // Both possible next probes, so the next miss overlaps this one.
     __builtin_prefetch(&n->prefix[(lo + mid) / 2]);
     __builtin_prefetch(&n->prefix[(mid + 1 + hi) / 2]);
-    if (compare(key, kp, n->prefix[mid], n->sep[mid]) >= 0) lo = mid + 1;
-    else hi = mid;
+    if (compare(key, kp, n->prefix[mid], n->sep[mid]) >= 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo - 1;
 }
@@ -100,8 +102,10 @@ int Btree::leaf_lower_bound(const Node* n, std::string_view key, uint64_t kp, bo
     int mid = (lo + hi) / 2;
     __builtin_prefetch(&n->prefix[(lo + mid) / 2]);
     __builtin_prefetch(&n->prefix[(mid + 1 + hi) / 2]);
-    if (compare(key, kp, n->prefix[mid], n->ptr[mid].load(std::memory_order_relaxed)) > 0) lo = mid + 1;
-    else hi = mid;
+    if (compare(key, kp, n->prefix[mid], n->ptr[mid].load(std::memory_order_relaxed)) > 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   *found = lo < n->count &&
            compare(key, kp, n->prefix[lo], n->ptr[lo].load(std::memory_order_relaxed)) == 0;
@@ -252,7 +256,8 @@ Status Btree::help(internal::SessionCore& s, std::vector<Step>& path, size_t dep
   Node* q = reinterpret_cast<Node*>(s.write_ptr(c));
   q->count = x->count;
   for (uint32_t i = 0; i < x->count; i++) {
-    q->ptr[i].store(x->ptr[i].load(std::memory_order_acquire) & ~kFrozen, std::memory_order_relaxed);
+    q->ptr[i].store(x->ptr[i].load(std::memory_order_acquire) & ~kFrozen,
+                    std::memory_order_relaxed);
     q->sep[i] = x->sep[i];
     q->prefix[i] = x->prefix[i];
   }
@@ -273,7 +278,8 @@ Result<Offset> Btree::find_or_insert(internal::SessionCore& s, std::string_view 
   return recs[0];
 }
 
-Status Btree::find_or_insert_batch(internal::SessionCore& s, const std::vector<std::string_view>& keys,
+Status Btree::find_or_insert_batch(internal::SessionCore& s,
+                                   const std::vector<std::string_view>& keys,
                                    std::vector<Offset>* recs) {
   const size_t n = keys.size();
   recs->assign(n, 0);
@@ -338,14 +344,14 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s, const std::vector<s
     bool added = false;
     int e = 0;
     for (size_t k = i; k < j; k++) {
-      while (e < count &&
-             compare(keys[k], kps[k], leaf->prefix[e], leaf->ptr[e].load(std::memory_order_relaxed)) > 0) {
+      while (e < count && compare(keys[k], kps[k], leaf->prefix[e],
+                                  leaf->ptr[e].load(std::memory_order_relaxed)) > 0) {
         ptrs.push_back(leaf->ptr[e].load(std::memory_order_relaxed));
         prefs.push_back(leaf->prefix[e]);
         e++;
       }
-      if (e < count &&
-          compare(keys[k], kps[k], leaf->prefix[e], leaf->ptr[e].load(std::memory_order_relaxed)) == 0) {
+      if (e < count && compare(keys[k], kps[k], leaf->prefix[e],
+                               leaf->ptr[e].load(std::memory_order_relaxed)) == 0) {
         (*recs)[k] = leaf->ptr[e].load(std::memory_order_relaxed);
         continue;  // present: stays where it is
       }

@@ -16,13 +16,13 @@ namespace stoa::index {
 
 using region::Offset;
 
-inline constexpr uint32_t kFan = 64;               // entries per node
-inline constexpr uint64_t kFrozen = 1;             // low bit of an inner node's child word
+inline constexpr uint32_t kFan = 64;    // entries per node
+inline constexpr uint64_t kFrozen = 1;  // low bit of an inner node's child word
 inline constexpr uint32_t kMaxDepth = 16;
 inline constexpr uint64_t kIndexMagic = 0x3158444e49414f54ull;  // "TOAINDX1"
 
-struct IndexHeader {           // at region::kRootsOffset
-  uint64_t magic;              // kIndexMagic once initialised (zero page = empty index)
+struct IndexHeader {  // at region::kRootsOffset
+  uint64_t magic;     // kIndexMagic once initialised (zero page = empty index)
   // Root node, 0 when the tree is empty. Replaced by CAS (acq_rel); loaded
   // with acquire by readers, pairing with the release of the CAS.
   std::atomic<uint64_t> root;
@@ -53,11 +53,11 @@ enum class NodeKind : uint16_t { kLeaf = 1, kInner = 2 };
 struct Node {
   uint16_t kind;
   uint16_t count;
-  uint32_t level;               // 0 for leaves
+  uint32_t level;  // 0 for leaves
   uint64_t reserved;
-  uint64_t prefix[kFan];        // first 8 key bytes, big-endian, zero padded
+  uint64_t prefix[kFan];            // first 8 key bytes, big-endian, zero padded
   std::atomic<uint64_t> ptr[kFan];  // leaf: record; inner: child | kFrozen
-  uint64_t sep[kFan];           // inner only: separator records (sep[0] unused)
+  uint64_t sep[kFan];               // inner only: separator records (sep[0] unused)
 };
 inline constexpr size_t kLeafBytes = offsetof(Node, sep);
 inline constexpr size_t kInnerBytes = sizeof(Node);
@@ -82,10 +82,10 @@ inline constexpr uint64_t kTombstone = uint64_t{1} << 63;
 // One committed value of a key. Immutable once linked, except `next`, which
 // the lock holder cuts when it trims versions no snapshot can read.
 struct Version {
-  uint64_t ts;                  // commit timestamp
-  std::atomic<uint64_t> next;   // older version, 0 when none
-  uint64_t len;                 // value length, | kTombstone for a delete
-  uint64_t blob;                // 0: value follows; else offset of the value's own block
+  uint64_t ts;                 // commit timestamp
+  std::atomic<uint64_t> next;  // older version, 0 when none
+  uint64_t len;                // value length, | kTombstone for a delete
+  uint64_t blob;               // 0: value follows; else offset of the value's own block
   // len value bytes follow when blob == 0.
 };
 static_assert(sizeof(Version) == 32);

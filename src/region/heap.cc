@@ -75,12 +75,12 @@ Result<Offset> Heap::check_block(Offset body, Tag* t) const {
   }
   Offset block = body - kBlockHeaderSize;
   if (!region_->ensure(block, kBlockHeaderSize).ok()) {
-    return Error(Code::kInvalidArgument,
-                 fmt::format("offset {} lies beyond the data file ({} bytes)", body,
-                             region_->file_size()));
+    return Error(
+        Code::kInvalidArgument,
+        fmt::format("offset {} lies beyond the data file ({} bytes)", body, region_->file_size()));
   }
-  uint64_t word = reinterpret_cast<const BlockHeader*>(region_->ro(block))->tag.load(
-      std::memory_order_acquire);
+  uint64_t word =
+      reinterpret_cast<const BlockHeader*>(region_->ro(block))->tag.load(std::memory_order_acquire);
   if (!decode_tag(seed_, block, word, t)) {
     return Error(Code::kCorrupt,
                  fmt::format("{}: no valid block header at offset {} (not a block, or its guard "
@@ -93,15 +93,15 @@ Result<Offset> Heap::check_block(Offset body, Tag* t) const {
                    fmt::format("block {}: a large block already freed (double free)", body));
     }
     RunInfo r;
-    if (block < kRunHeaderSize || !run_at(block - kRunHeaderSize, &r) || r.kind != RunKind::kLarge) {
+    if (block < kRunHeaderSize || !run_at(block - kRunHeaderSize, &r) ||
+        r.kind != RunKind::kLarge) {
       return Error(Code::kCorrupt, fmt::format("{}: large block at offset {} has no valid run "
                                                "header at {}",
                                                region_->path(), block, block - kRunHeaderSize));
     }
   } else if (t->klass >= kNumClasses) {
-    return Error(Code::kCorrupt,
-                 fmt::format("{}: block at offset {} has size class {}", region_->path(), block,
-                             t->klass));
+    return Error(Code::kCorrupt, fmt::format("{}: block at offset {} has size class {}",
+                                             region_->path(), block, t->klass));
   }
   return block;
 }
@@ -109,8 +109,8 @@ Result<Offset> Heap::check_block(Offset body, Tag* t) const {
 static uint64_t block_bytes(const Region* r, uint64_t seed, Offset block, const Tag& t) {
   if (t.klass != kLargeClass) return kClassSize[t.klass];
   RunInfo ri;
-  uint64_t w = reinterpret_cast<const RunHeader*>(r->ro(block - kRunHeaderSize))->word.load(
-      std::memory_order_acquire);
+  uint64_t w = reinterpret_cast<const RunHeader*>(r->ro(block - kRunHeaderSize))
+                   ->word.load(std::memory_order_acquire);
   if (!decode_run(seed, block - kRunHeaderSize, w, &ri)) return 0;
   return ri.npages * kPageSize;
 }
@@ -123,9 +123,9 @@ static Error wrong_state(const Region* r, Offset body, const Tag& t, const Owner
   }
   if ((t.state == BlockState::kOwned || t.state == BlockState::kRetired) &&
       (t.slot != o.slot || t.gen != (o.gen & kGenMask))) {
-    return Error(Code::kInvalidArgument,
-                 fmt::format("{} of block {}: it belongs to session {} (gen {})", op, body, t.slot,
-                             t.gen));
+    return Error(
+        Code::kInvalidArgument,
+        fmt::format("{} of block {}: it belongs to session {} (gen {})", op, body, t.slot, t.gen));
   }
   (void)r;
   return Error(Code::kInvalidArgument,
@@ -159,8 +159,8 @@ uint64_t Heap::link(Offset body) const {
 
 Result<Offset> Heap::alloc(Owner& o, size_t size) {
   if (size == 0 || size > region_->max_size()) {
-    return Error(Code::kInvalidArgument,
-                 fmt::format("allocation of {} bytes (allowed: 1 to {})", size, region_->max_size()));
+    return Error(Code::kInvalidArgument, fmt::format("allocation of {} bytes (allowed: 1 to {})",
+                                                     size, region_->max_size()));
   }
   uint32_t cls = class_for(size);
   if (cls == kLargeClass) return alloc_large(o, size);
@@ -208,16 +208,19 @@ Status Heap::refill(Owner& o, uint32_t cls) {
         !decode_tag(seed_, b, blk(b)->tag.load(std::memory_order_acquire), &t) ||
         t.state != BlockState::kFree || t.klass != cls) {
       // Damaged list: cut it here (verify reports the lost blocks) and say so.
-      if (tail != 0) blk(tail)->link.store(0, std::memory_order_relaxed);
-      else first = 0;
+      if (tail != 0)
+        blk(tail)->link.store(0, std::memory_order_relaxed);
+      else
+        first = 0;
       Offset bad = b;
       b = 0;
       cm.count = 0;
       if (got == 0) {
         cm.head = 0;
         unlock_class(cls);
-        return Error(Code::kCorrupt, fmt::format("{}: free list of class {} is damaged at offset {}",
-                                                 region_->path(), cls, bad));
+        return Error(Code::kCorrupt,
+                     fmt::format("{}: free list of class {} is damaged at offset {}",
+                                 region_->path(), cls, bad));
       }
       break;
     }
@@ -254,7 +257,8 @@ Status Heap::refill(Owner& o, uint32_t cls) {
 Status Heap::publish(Owner& o, Offset body) {
   Tag t;
   STOA_ASSIGN(Offset block, check_block(body, &t));
-  if (t.state != BlockState::kOwned || !owned_by(t, o)) return wrong_state(region_, body, t, o, "publish");
+  if (t.state != BlockState::kOwned || !owned_by(t, o))
+    return wrong_state(region_, body, t, o, "publish");
   uint64_t expect = encode_tag(seed_, block, t);
   Tag nt = t;
   nt.state = BlockState::kLive;
@@ -262,7 +266,8 @@ Status Heap::publish(Owner& o, Offset body) {
   nt.gen = 0;
   if (!blk(block)->tag.compare_exchange_strong(expect, encode_tag(seed_, block, nt),
                                                std::memory_order_acq_rel)) {
-    return Error(Code::kInvalidArgument, fmt::format("publish of block {}: changed concurrently", body));
+    return Error(Code::kInvalidArgument,
+                 fmt::format("publish of block {}: changed concurrently", body));
   }
   o.allocated->fetch_sub(block_bytes(region_, seed_, block, t), std::memory_order_relaxed);
   return {};
@@ -273,13 +278,15 @@ Status Heap::publish_orphan(Offset body) {
   STOA_ASSIGN(Offset block, check_block(body, &t));
   if (t.state == BlockState::kLive) return {};
   if (t.state != BlockState::kOwned) {
-    return Error(Code::kInvalidArgument, fmt::format("publish of block {}: state {}", body, int(t.state)));
+    return Error(Code::kInvalidArgument,
+                 fmt::format("publish of block {}: state {}", body, int(t.state)));
   }
   uint64_t expect = encode_tag(seed_, block, t);
   Tag nt{BlockState::kLive, t.klass, 0, 0};
   if (!blk(block)->tag.compare_exchange_strong(expect, encode_tag(seed_, block, nt),
                                                std::memory_order_acq_rel)) {
-    return Error(Code::kInvalidArgument, fmt::format("publish of block {}: changed concurrently", body));
+    return Error(Code::kInvalidArgument,
+                 fmt::format("publish of block {}: changed concurrently", body));
   }
   return {};
 }
@@ -293,7 +300,8 @@ Result<uint64_t> Heap::mark_retired(Owner& o, Offset body) {
   Tag nt{BlockState::kRetired, t.klass, o.slot, o.gen};
   if (!blk(block)->tag.compare_exchange_strong(expect, encode_tag(seed_, block, nt),
                                                std::memory_order_acq_rel)) {
-    return Error(Code::kInvalidArgument, fmt::format("retire of block {}: changed concurrently", body));
+    return Error(Code::kInvalidArgument,
+                 fmt::format("retire of block {}: changed concurrently", body));
   }
   uint64_t bytes = block_bytes(region_, seed_, block, t);
   if (mine) o.allocated->fetch_sub(bytes, std::memory_order_relaxed);
@@ -406,8 +414,10 @@ void Heap::repair_class(uint32_t cls) {
     n++;
   }
   if (b != 0) {  // damaged or cyclic tail: cut it off (verify reports the loss)
-    if (prev != 0) blk(prev)->link.store(0, std::memory_order_relaxed);
-    else cm.head = 0;
+    if (prev != 0)
+      blk(prev)->link.store(0, std::memory_order_relaxed);
+    else
+      cm.head = 0;
   }
   cm.count = n;
 }
@@ -418,8 +428,8 @@ void Heap::repair_class(uint32_t cls) {
 bool Heap::run_at(Offset run, RunInfo* r) const {
   if (run < kHeapStart || run % kPageSize != 0) return false;
   if (run + kPageSize > region_->mapped() && !region_->ensure(run, kPageSize).ok()) return false;
-  uint64_t w = reinterpret_cast<const RunHeader*>(region_->ro(run))->word.load(
-      std::memory_order_acquire);
+  uint64_t w =
+      reinterpret_cast<const RunHeader*>(region_->ro(run))->word.load(std::memory_order_acquire);
   return decode_run(seed_, run, w, r);
 }
 
@@ -436,7 +446,8 @@ void Heap::write_free_run(Offset run, uint64_t npages) {
   RunHeader* h = run_hdr(run);
   h->bin_next = 0;
   h->bin_prev = 0;
-  h->word.store(encode_run(seed_, run, RunInfo{RunKind::kFree, 0, npages}), std::memory_order_release);
+  h->word.store(encode_run(seed_, run, RunInfo{RunKind::kFree, 0, npages}),
+                std::memory_order_release);
   Offset end = run + npages * kPageSize;
   auto* f = reinterpret_cast<RunFooter*>(region_->rw(end - kFooterSize));
   f->start = run;
@@ -456,8 +467,10 @@ void Heap::bin_insert(Offset run, uint64_t npages) {
 
 void Heap::bin_remove(Offset run, uint64_t npages) {
   RunHeader* h = run_hdr(run);
-  if (h->bin_prev != 0) run_hdr(h->bin_prev)->bin_next = h->bin_next;
-  else meta()->bins[bin_for(npages)] = h->bin_next;
+  if (h->bin_prev != 0)
+    run_hdr(h->bin_prev)->bin_next = h->bin_next;
+  else
+    meta()->bins[bin_for(npages)] = h->bin_next;
   if (h->bin_next != 0) run_hdr(h->bin_next)->bin_prev = h->bin_prev;
   h->bin_next = h->bin_prev = 0;
 }
@@ -590,9 +603,9 @@ void Heap::free_run_locked(Offset run) {
   if (run > kHeapStart) {
     auto* f = reinterpret_cast<const RunFooter*>(region_->ro(run - kFooterSize));
     RunInfo pr;
-    if (f->start >= kHeapStart && f->start < run && f->guard == footer_guard(seed_, f->start, run) &&
-        run_at(f->start, &pr) && pr.kind == RunKind::kFree &&
-        f->start + pr.npages * kPageSize == run) {
+    if (f->start >= kHeapStart && f->start < run &&
+        f->guard == footer_guard(seed_, f->start, run) && run_at(f->start, &pr) &&
+        pr.kind == RunKind::kFree && f->start + pr.npages * kPageSize == run) {
       bin_remove(f->start, pr.npages);
       start = f->start;
       n += pr.npages;
@@ -605,7 +618,8 @@ void Heap::free_run_locked(Offset run) {
   // free run (and the run's old header word survives a merge with the run
   // before it), so a second free() of it would pass the checks and free the
   // pages again. Mark it free: a double free is then refused.
-  if (r.kind == RunKind::kLarge) set_tag(run + kRunHeaderSize, Tag{BlockState::kFree, kLargeClass, 0, 0});
+  if (r.kind == RunKind::kLarge)
+    set_tag(run + kRunHeaderSize, Tag{BlockState::kFree, kLargeClass, 0, 0});
 }
 
 // ---------------------------------------------------------------------------
@@ -627,8 +641,8 @@ Status Heap::recover(Owner& to, uint32_t dead_slot, uint32_t dead_gen,
   for (Offset off = kHeapStart; st.ok() && off < end;) {
     RunInfo r;
     if (!run_at(off, &r) || off + r.npages * kPageSize > end) {
-      st = Error(Code::kCorrupt, fmt::format("{}: run header at offset {} is damaged",
-                                             region_->path(), off));
+      st = Error(Code::kCorrupt,
+                 fmt::format("{}: run header at offset {} is damaged", region_->path(), off));
       break;
     }
     auto visit = [&](Offset b, uint64_t bytes) {
@@ -698,8 +712,8 @@ Status Heap::rebuild_all() {
   for (Offset off = kHeapStart; off < end;) {
     RunInfo r;
     if (!run_at(off, &r) || off + r.npages * kPageSize > end) {
-      st = Error(Code::kCorrupt, fmt::format("{}: run header at offset {} is damaged",
-                                             region_->path(), off));
+      st = Error(Code::kCorrupt,
+                 fmt::format("{}: run header at offset {} is damaged", region_->path(), off));
       break;
     }
     if (r.kind == RunKind::kSlab && r.klass < kNumClasses) {
@@ -712,8 +726,10 @@ Status Heap::rebuild_all() {
         if (!valid) continue;  // damaged: left alone for verify to name
         set_tag(b, Tag{BlockState::kFree, r.klass, 0, 0});
         blk(b)->link.store(0, std::memory_order_relaxed);
-        if (tails[r.klass] != 0) blk(tails[r.klass])->link.store(b, std::memory_order_relaxed);
-        else heads[r.klass] = b;
+        if (tails[r.klass] != 0)
+          blk(tails[r.klass])->link.store(b, std::memory_order_relaxed);
+        else
+          heads[r.klass] = b;
         tails[r.klass] = b;
         counts[r.klass]++;
       }
@@ -818,7 +834,8 @@ void Heap::verify(VerifyReport& rep, bool exclusive,
         return;
       }
       if (t.klass != cls) {
-        problem(fmt::format("block at offset {}: class {} inside a run of class {}", b, t.klass, cls));
+        problem(
+            fmt::format("block at offset {}: class {} inside a run of class {}", b, t.klass, cls));
       }
       switch (t.state) {
         case BlockState::kFree:
@@ -828,17 +845,28 @@ void Heap::verify(VerifyReport& rep, bool exclusive,
             problem(fmt::format("block at offset {} is free but in no free list (leak)", b));
           }
           break;
-        case BlockState::kCached: rep.blocks_cached++; break;
-        case BlockState::kOwned: rep.blocks_private++; break;
-        case BlockState::kLive: rep.blocks_live++; break;
-        case BlockState::kRetired: rep.blocks_retired++; break;
-        default: break;
+        case BlockState::kCached:
+          rep.blocks_cached++;
+          break;
+        case BlockState::kOwned:
+          rep.blocks_private++;
+          break;
+        case BlockState::kLive:
+          rep.blocks_live++;
+          break;
+        case BlockState::kRetired:
+          rep.blocks_retired++;
+          break;
+        default:
+          break;
       }
-      if (exclusive && (t.state == BlockState::kCached || t.state == BlockState::kOwned ||
-                        t.state == BlockState::kRetired) &&
+      if (exclusive &&
+          (t.state == BlockState::kCached || t.state == BlockState::kOwned ||
+           t.state == BlockState::kRetired) &&
           !owner_ok(t.slot, t.gen)) {
-        problem(fmt::format("block at offset {} belongs to session {} (gen {}), which is gone (leak)",
-                            b, t.slot, t.gen));
+        problem(
+            fmt::format("block at offset {} belongs to session {} (gen {}), which is gone (leak)",
+                        b, t.slot, t.gen));
       }
     };
     switch (r.kind) {
@@ -847,7 +875,8 @@ void Heap::verify(VerifyReport& rep, bool exclusive,
         free_pages += r.npages;
         auto* f = reinterpret_cast<const RunFooter*>(region_->ro(run_end - kFooterSize));
         if (f->start != off || f->guard != footer_guard(seed_, off, run_end)) {
-          problem(fmt::format("free run at offset {}: footer at {} damaged", off, run_end - kFooterSize));
+          problem(fmt::format("free run at offset {}: footer at {} damaged", off,
+                              run_end - kFooterSize));
         }
         if (exclusive && prev_free_end == off) {
           problem(fmt::format("free runs at offset {} and before it were not merged", off));
@@ -861,14 +890,16 @@ void Heap::verify(VerifyReport& rep, bool exclusive,
           problem(fmt::format("slab at offset {}: class {} pages {}", off, r.klass, r.npages));
         } else {
           uint64_t n = slab_blocks(r.klass);
-          for (uint64_t i = 0; i < n; i++) check_block(off + kRunHeaderSize + i * kClassSize[r.klass], r.klass);
+          for (uint64_t i = 0; i < n; i++)
+            check_block(off + kRunHeaderSize + i * kClassSize[r.klass], r.klass);
         }
         break;
       case RunKind::kLarge:
         rep.large_runs++;
         check_block(off + kRunHeaderSize, kLargeClass);
         break;
-      default: break;
+      default:
+        break;
     }
     off = run_end;
   }
@@ -877,7 +908,8 @@ void Heap::verify(VerifyReport& rep, bool exclusive,
                         m->free_pages.load()));
   }
   if (exclusive && free_tagged != listed) {
-    problem(fmt::format("{} blocks are tagged free but the free lists hold {}", free_tagged, listed));
+    problem(
+        fmt::format("{} blocks are tagged free but the free lists hold {}", free_tagged, listed));
   }
   unlock_pages();
 }

@@ -31,9 +31,9 @@ namespace stoa::region {
 // A session as the allocator sees it.
 struct Owner {
   uint32_t slot;
-  uint32_t gen;                       // generation (only the low 9 bits are tagged)
-  HeapCache* cache;                   // in the session's slot
-  std::atomic<uint64_t>* allocated;   // the session's allocated-bytes counter
+  uint32_t gen;                      // generation (only the low 9 bits are tagged)
+  HeapCache* cache;                  // in the session's slot
+  std::atomic<uint64_t>* allocated;  // the session's allocated-bytes counter
 };
 
 struct Tag {

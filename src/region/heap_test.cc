@@ -7,14 +7,15 @@
 #include <random>
 #include <set>
 
-#include "store_impl.h"
 #include "stoa/store.h"
+#include "store_impl.h"
 
 namespace stoa {
 namespace {
 
 std::string temp_store(const char* name) {
-  std::string p = std::string(STOA_TEST_TMPDIR) + "/stoa-unit-" + name + "-" + std::to_string(getpid());
+  std::string p =
+      std::string(STOA_TEST_TMPDIR) + "/stoa-unit-" + name + "-" + std::to_string(getpid());
   std::filesystem::remove_all(p);
   return p;
 }
@@ -28,7 +29,9 @@ struct Fixture : ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.error().to_string();
     store = std::move(s).value();
   }
-  void SetUp() override { dir = temp_store(::testing::UnitTest::GetInstance()->current_test_info()->name()); }
+  void SetUp() override {
+    dir = temp_store(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
   void TearDown() override {
     store.reset();
     std::filesystem::remove_all(dir);

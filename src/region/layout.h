@@ -45,13 +45,13 @@ inline constexpr uint64_t kMaxMaxSize = uint64_t{1} << 44;  // 16 TiB of address
 inline constexpr uint32_t kBlockHeaderSize = 16;
 inline constexpr uint32_t kNumClasses = 27;
 inline constexpr uint32_t kClassSize[kNumClasses] = {
-    32,   48,   64,   80,   96,   112,  128,  160,  192,  224,  256,  320,  384, 448,
-    512,  640,  768,  896,  1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096};
+    32,  48,  64,  80,  96,   112,  128,  160,  192,  224,  256,  320,  384, 448,
+    512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096};
 inline constexpr uint32_t kMaxSmallBody = 4096 - kBlockHeaderSize;
-inline constexpr uint32_t kSlabPages = 16;          // 64 KiB slabs
-inline constexpr uint32_t kRunHeaderSize = 64;      // blocks start 64 bytes into a run
-inline constexpr uint32_t kLargeClass = 63;         // "class" of a large run
-inline constexpr uint32_t kNumBins = 65;            // free runs of 1..64 pages, then >64
+inline constexpr uint32_t kSlabPages = 16;      // 64 KiB slabs
+inline constexpr uint32_t kRunHeaderSize = 64;  // blocks start 64 bytes into a run
+inline constexpr uint32_t kLargeClass = 63;     // "class" of a large run
+inline constexpr uint32_t kNumBins = 65;        // free runs of 1..64 pages, then >64
 
 // ---------------------------------------------------------------------------
 // Run header word: [kind:4][class:6][npages:30][guard:24]. Written with one
@@ -118,26 +118,26 @@ struct HeapCache {
 };
 
 struct alignas(64) ClassMeta {
-  ShmMutex lock;                     // guards head and count
-  uint64_t head;                     // first FREE block of this class
+  ShmMutex lock;  // guards head and count
+  uint64_t head;  // first FREE block of this class
   // Blocks in the list. Changed under `lock`; atomic only so that stats
   // may read it without the lock (relaxed, approximate).
   std::atomic<uint64_t> count;
-  std::atomic<uint64_t> slabs;       // slabs carved for this class (relaxed: stats only)
+  std::atomic<uint64_t> slabs;  // slabs carved for this class (relaxed: stats only)
 };
 static_assert(sizeof(ClassMeta) == 64);
 
 struct HeapMeta {
-  uint64_t magic;                    // kHeapMetaMagic
-  uint64_t clean;                    // 1 when the last closer left everything tidy
+  uint64_t magic;  // kHeapMetaMagic
+  uint64_t clean;  // 1 when the last closer left everything tidy
   // Bytes the data file has, published after the file was extended. Written
   // under the page lock with release; read with acquire by any process before
   // mapping up to it.
   std::atomic<uint64_t> file_size;
   std::atomic<uint64_t> free_pages;  // page lock (atomic for lock-free stats reads)
   uint64_t reserved[4];
-  alignas(64) ShmMutex page_lock;    // guards runs, bins, free_pages, growth
-  uint64_t bins[kNumBins];           // heads of free-run lists (page lock)
+  alignas(64) ShmMutex page_lock;  // guards runs, bins, free_pages, growth
+  uint64_t bins[kNumBins];         // heads of free-run lists (page lock)
   ClassMeta classes[kNumClasses];
 };
 inline constexpr uint64_t kHeapMetaMagic = 0x4154454d50414548ull;  // "HEAPMETA"
@@ -160,7 +160,7 @@ struct FileHeader {
   uint32_t max_sessions;    // session-table slots
   uint32_t durability;      // Durability chosen at creation
   uint64_t reserved[8];
-  uint64_t checksum;        // XXH3-64 of every byte before this field
+  uint64_t checksum;  // XXH3-64 of every byte before this field
 };
 static_assert(sizeof(FileHeader) == 136);
 static_assert(offsetof(FileHeader, layout_word) == 16 && offsetof(FileHeader, max_size) == 24 &&

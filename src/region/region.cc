@@ -46,12 +46,12 @@ uint64_t header_checksum(const FileHeader& h) {
 
 Status Region::check_header(const FileHeader& h, uint64_t file_bytes, const std::string& path) {
   if (std::memcmp(h.magic, kDataMagic, sizeof(kDataMagic)) != 0) {
-    return Error(Code::kCorrupt, fmt::format("{}: not a Stoa data file (bad magic at offset 0)", path));
+    return Error(Code::kCorrupt,
+                 fmt::format("{}: not a Stoa data file (bad magic at offset 0)", path));
   }
   if (h.format_version != kFormatVersion) {
-    return Error(Code::kVersionMismatch,
-                 fmt::format("{}: format version {} (this build reads {})", path, h.format_version,
-                             kFormatVersion));
+    return Error(Code::kVersionMismatch, fmt::format("{}: format version {} (this build reads {})",
+                                                     path, h.format_version, kFormatVersion));
   }
   if (header_checksum(h) != h.checksum) {
     return Error(Code::kCorrupt, fmt::format("{}: header checksum mismatch (offset {})", path,
@@ -63,8 +63,8 @@ Status Region::check_header(const FileHeader& h, uint64_t file_bytes, const std:
                              h.layout_word, kRegionLayoutWord));
   }
   if (h.page_size != kPageSize) {
-    return Error(Code::kVersionMismatch,
-                 fmt::format("{}: page size {} (this build uses {})", path, h.page_size, kPageSize));
+    return Error(Code::kVersionMismatch, fmt::format("{}: page size {} (this build uses {})", path,
+                                                     h.page_size, kPageSize));
   }
   if (h.max_size < kMinMaxSize || h.max_size > kMaxMaxSize || h.max_size % kPageSize != 0 ||
       h.grow_chunk == 0 || h.grow_chunk % kPageSize != 0 || h.max_sessions == 0 ||
@@ -74,18 +74,16 @@ Status Region::check_header(const FileHeader& h, uint64_t file_bytes, const std:
                                              path, h.max_size, h.grow_chunk, h.max_sessions));
   }
   if (file_bytes < kHeapStart + kPageSize) {
-    return Error(Code::kCorrupt,
-                 fmt::format("{}: truncated: {} bytes, a store has at least {}", path, file_bytes,
-                             kHeapStart + kPageSize));
+    return Error(Code::kCorrupt, fmt::format("{}: truncated: {} bytes, a store has at least {}",
+                                             path, file_bytes, kHeapStart + kPageSize));
   }
   return {};
 }
 
 Status Region::create(Env* env, const std::string& path, const CreateParams& p) {
   if (p.max_size < kMinMaxSize || p.max_size > kMaxMaxSize) {
-    return Error(Code::kInvalidArgument,
-                 fmt::format("max_size {} out of range [{}, {}]", p.max_size, kMinMaxSize,
-                             kMaxMaxSize));
+    return Error(Code::kInvalidArgument, fmt::format("max_size {} out of range [{}, {}]",
+                                                     p.max_size, kMinMaxSize, kMaxMaxSize));
   }
   if (p.max_sessions == 0 || p.max_sessions > kMaxSlots) {
     return Error(Code::kInvalidArgument,
@@ -93,7 +91,8 @@ Status Region::create(Env* env, const std::string& path, const CreateParams& p) 
   }
   const uint64_t max_size = round_up(p.max_size, kPageSize);
   const uint64_t chunk = round_up(std::max<uint64_t>(p.grow_chunk, kPageSize), kPageSize);
-  uint64_t size = round_up(std::max<uint64_t>(p.initial_size, kHeapStart + 16 * kPageSize), kPageSize);
+  uint64_t size =
+      round_up(std::max<uint64_t>(p.initial_size, kHeapStart + 16 * kPageSize), kPageSize);
   if (size > max_size) size = max_size;
 
   std::vector<char> page0(kPageSize, 0), page1(kPageSize, 0);
@@ -122,8 +121,9 @@ Status Region::create(Env* env, const std::string& path, const CreateParams& p) 
   m->free_pages = npages;
   m->bins[npages <= 64 ? npages - 1 : 64] = kHeapStart;
   std::vector<char> run(kPageSize, 0);
-  reinterpret_cast<RunHeader*>(run.data())->word.store(
-      encode_run(h->seed, kHeapStart, RunInfo{RunKind::kFree, 0, npages}), std::memory_order_relaxed);
+  reinterpret_cast<RunHeader*>(run.data())
+      ->word.store(encode_run(h->seed, kHeapStart, RunInfo{RunKind::kFree, 0, npages}),
+                   std::memory_order_relaxed);
   RunFooter footer{kHeapStart, footer_guard(h->seed, kHeapStart, size)};
 
   const std::string tmp = path + ".creating";
@@ -173,8 +173,8 @@ Result<std::unique_ptr<Region>> Region::open(Env* env, const std::string& path) 
   r->mapped_.store(kHeapStart, std::memory_order_release);
   const HeapMeta* m = r->meta();
   if (m->magic != kHeapMetaMagic) {
-    return Error(Code::kCorrupt,
-                 fmt::format("{}: heap metadata damaged (bad magic at offset {})", path, kHeapMetaOffset));
+    return Error(Code::kCorrupt, fmt::format("{}: heap metadata damaged (bad magic at offset {})",
+                                             path, kHeapMetaOffset));
   }
   uint64_t fs = m->file_size.load(std::memory_order_acquire);
   if (fs < kHeapStart + kPageSize || fs % kPageSize != 0 || fs > bytes || fs > h.max_size) {
@@ -207,8 +207,8 @@ Status Region::refresh_mapping() {
   uint64_t have = mapped_.load(std::memory_order_relaxed);
   uint64_t want = meta()->file_size.load(std::memory_order_acquire);
   if (want > max_size_) {
-    return Error(Code::kCorrupt, fmt::format("{}: file_size {} beyond max_size {}", path_, want,
-                                             max_size_));
+    return Error(Code::kCorrupt,
+                 fmt::format("{}: file_size {} beyond max_size {}", path_, want, max_size_));
   }
   if (want <= have) return {};
   STOA_TRY(map_range(have, want));

@@ -21,9 +21,9 @@
 #include <string>
 
 #include "env/env.h"
-#include "util/mutex.h"
 #include "region/layout.h"
 #include "stoa/result.h"
+#include "util/mutex.h"
 
 namespace stoa::region {
 
@@ -62,9 +62,7 @@ class Region {
   // release in refresh_mapping, so the mapping is visible to this thread).
   uint64_t mapped() const { return mapped_.load(std::memory_order_acquire); }
   // The file size all processes agree on (acquire: pairs with extend()).
-  uint64_t file_size() const {
-    return meta()->file_size.load(std::memory_order_acquire);
-  }
+  uint64_t file_size() const { return meta()->file_size.load(std::memory_order_acquire); }
 
   // Makes [off, off+len) addressable, mapping newly grown parts first.
   // Errors: kCorrupt when the range lies outside the file.

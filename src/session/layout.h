@@ -51,19 +51,19 @@ struct alignas(64) SessionSlot {
   // byte (release), read by anyone (acquire); the rest is written before
   // state becomes kLive and read after seeing it.
   std::atomic<uint32_t> state;
-  uint32_t generation;     // bumped each time the slot is claimed (15 bits used)
-  int64_t pid;             // in the owner's pid namespace; for people, never for liveness
+  uint32_t generation;  // bumped each time the slot is claimed (15 bits used)
+  int64_t pid;          // in the owner's pid namespace; for people, never for liveness
   uint64_t tid;
-  uint64_t started_ns;     // CLOCK_REALTIME
-  uint32_t flags;          // kSlotParked
-  uint32_t recover_from;   // kRecovering: the dead owner's generation
+  uint64_t started_ns;                    // CLOCK_REALTIME
+  uint32_t flags;                         // kSlotParked
+  uint32_t recover_from;                  // kRecovering: the dead owner's generation
   std::atomic<uint64_t> allocated_bytes;  // owner adds/subtracts (relaxed: stats only)
   std::atomic<uint64_t> recorder_next;    // owner increments (release); dumpers acquire
   uint64_t pad2;
 
   cycle::Purgatory purgatory;  // owner only; a recoverer after the owner died
-  region::HeapCache cache;             // owner only; a recoverer after the owner died
-  txn::TxnSlot txn;                    // the commit record (txn/layout.h)
+  region::HeapCache cache;     // owner only; a recoverer after the owner died
+  txn::TxnSlot txn;            // the commit record (txn/layout.h)
 };
 inline constexpr uint32_t kSlotParked = 1;  // closed, purgatory not yet drained
 static_assert(sizeof(SessionSlot) % 64 == 0);
@@ -76,11 +76,11 @@ inline constexpr uint64_t kSlotStride = 1024;
 // Flight recorder: each session's last operations, newest at
 // (recorder_next - 1) % kRecorderEntries. Written by the owner only.
 struct RecorderEntry {
-  uint64_t time_ns;   // CLOCK_REALTIME, coarse
-  uint16_t kind;      // RecordKind
-  uint16_t result;    // stoa::Code
+  uint64_t time_ns;  // CLOCK_REALTIME, coarse
+  uint16_t kind;     // RecordKind
+  uint16_t result;   // stoa::Code
   uint32_t generation;
-  uint64_t arg;       // key hash, offset or size, per kind
+  uint64_t arg;  // key hash, offset or size, per kind
   uint64_t arg2;
 };
 static_assert(sizeof(RecorderEntry) == 32);
@@ -93,8 +93,8 @@ struct LockHeader {
   char magic[8];            // kLockMagic
   uint32_t format_version;  // kLockFormatVersion
   uint32_t slot_count;
-  uint64_t layout_word;     // kLockLayoutWord
-  uint64_t data_seed;       // the data file's seed: pairs this file with it
+  uint64_t layout_word;  // kLockLayoutWord
+  uint64_t data_seed;    // the data file's seed: pairs this file with it
   uint64_t created_ns;
   uint64_t reserved[3];
   alignas(64) cycle::CycleGlobal cycle;

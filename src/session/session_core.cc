@@ -10,26 +10,39 @@
 namespace stoa::internal {
 
 namespace {
-constexpr uint32_t kCollectEvery = 256;                   // retires between collects
-constexpr uint64_t kCollectBytes = uint64_t{4} << 20;     // or this much in purgatory
+constexpr uint32_t kCollectEvery = 256;                // retires between collects
+constexpr uint64_t kCollectBytes = uint64_t{4} << 20;  // or this much in purgatory
 Error closed_error() { return Error(Code::kClosed, "session is closed"); }
 }  // namespace
 
 const char* record_kind_name(RecordKind kind) {
   switch (kind) {
-    case RecordKind::kNone: return "none";
-    case RecordKind::kOpen: return "open";
-    case RecordKind::kClose: return "close";
-    case RecordKind::kAlloc: return "alloc";
-    case RecordKind::kFree: return "free";
-    case RecordKind::kPublish: return "publish";
-    case RecordKind::kRetire: return "retire";
-    case RecordKind::kPin: return "pin";
-    case RecordKind::kAdvance: return "advance";
-    case RecordKind::kReclaim: return "reclaim";
-    case RecordKind::kRecover: return "recover";
-    case RecordKind::kCorrupt: return "corrupt";
-    case RecordKind::kUser: return "user";
+    case RecordKind::kNone:
+      return "none";
+    case RecordKind::kOpen:
+      return "open";
+    case RecordKind::kClose:
+      return "close";
+    case RecordKind::kAlloc:
+      return "alloc";
+    case RecordKind::kFree:
+      return "free";
+    case RecordKind::kPublish:
+      return "publish";
+    case RecordKind::kRetire:
+      return "retire";
+    case RecordKind::kPin:
+      return "pin";
+    case RecordKind::kAdvance:
+      return "advance";
+    case RecordKind::kReclaim:
+      return "reclaim";
+    case RecordKind::kRecover:
+      return "recover";
+    case RecordKind::kCorrupt:
+      return "corrupt";
+    case RecordKind::kUser:
+      return "user";
   }
   return "unknown";
 }

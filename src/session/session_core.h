@@ -36,18 +36,18 @@ using region::Offset;
 // What a flight-recorder entry records.
 enum class RecordKind : uint16_t {
   kNone = 0,
-  kOpen,      // arg = pid
+  kOpen,  // arg = pid
   kClose,
-  kAlloc,     // arg = offset, arg2 = size
-  kFree,      // arg = offset
-  kPublish,   // arg = offset
-  kRetire,    // arg = offset
-  kPin,       // arg = cycle
-  kAdvance,   // arg = new cycle
-  kReclaim,   // arg = blocks freed from purgatory
-  kRecover,   // arg = dead slot, arg2 = its generation
-  kCorrupt,   // arg = offset where corruption was seen
-  kUser,      // arg, arg2 = caller's
+  kAlloc,    // arg = offset, arg2 = size
+  kFree,     // arg = offset
+  kPublish,  // arg = offset
+  kRetire,   // arg = offset
+  kPin,      // arg = cycle
+  kAdvance,  // arg = new cycle
+  kReclaim,  // arg = blocks freed from purgatory
+  kRecover,  // arg = dead slot, arg2 = its generation
+  kCorrupt,  // arg = offset where corruption was seen
+  kUser,     // arg, arg2 = caller's
 };
 const char* record_kind_name(RecordKind kind);
 

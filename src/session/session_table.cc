@@ -72,7 +72,9 @@ Status SessionTable::lock_open() {
   return {};
 }
 void SessionTable::unlock_open() { ofd_lock(fd_, F_UNLCK, kOpenByte, false); }
-bool SessionTable::try_attach_exclusive() { return ofd_lock(fd_, F_WRLCK, kAttachByte, false) == 0; }
+bool SessionTable::try_attach_exclusive() {
+  return ofd_lock(fd_, F_WRLCK, kAttachByte, false) == 0;
+}
 Status SessionTable::attach_shared() {
   int err = ofd_lock(fd_, F_RDLCK, kAttachByte, false);
   if (err != 0) return errno_error(err, "attach (shared lock)", path_);
@@ -129,18 +131,19 @@ Status SessionTable::check_attached(uint32_t slot_count, uint64_t data_seed) {
   STOA_ASSIGN(uint64_t have, env_->file_size(fd_, path_));
   LockHeader h{};
   if (have != want) {
-    return Error(Code::kCorrupt, fmt::format("{}: lock file is {} bytes, expected {}", path_, have, want));
+    return Error(Code::kCorrupt,
+                 fmt::format("{}: lock file is {} bytes, expected {}", path_, have, want));
   }
   STOA_TRY(env_->pread_all(fd_, &h, sizeof(h), 0, path_));
   if (std::memcmp(h.magic, kLockMagic, sizeof(kLockMagic)) != 0) {
     return Error(Code::kCorrupt, fmt::format("{}: not a Stoa lock file (bad magic)", path_));
   }
   if (h.format_version != kLockFormatVersion || h.layout_word != kLockLayoutWord) {
-    return Error(Code::kVersionMismatch,
-                 fmt::format("{}: lock file of another build (format {}, layout {:#x}; this build: "
-                             "{}, {:#x})",
-                             path_, h.format_version, h.layout_word, kLockFormatVersion,
-                             kLockLayoutWord));
+    return Error(
+        Code::kVersionMismatch,
+        fmt::format("{}: lock file of another build (format {}, layout {:#x}; this build: "
+                    "{}, {:#x})",
+                    path_, h.format_version, h.layout_word, kLockFormatVersion, kLockLayoutWord));
   }
   if (h.slot_count != slot_count || h.data_seed != data_seed) {
     return Error(Code::kCorrupt, fmt::format("{}: lock file belongs to another data file", path_));

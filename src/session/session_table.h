@@ -46,7 +46,8 @@ class SessionTable {
     return reinterpret_cast<SessionSlot*>(base_ + kSlotsOffset + uint64_t(i) * kSlotStride);
   }
   RecorderRing* ring(uint32_t i) const {
-    return reinterpret_cast<RecorderRing*>(base_ + kSlotsOffset + uint64_t(slot_count_) * kSlotStride +
+    return reinterpret_cast<RecorderRing*>(base_ + kSlotsOffset +
+                                           uint64_t(slot_count_) * kSlotStride +
                                            uint64_t(i) * sizeof(RecorderRing));
   }
   uint32_t slot_count() const { return slot_count_; }

@@ -30,10 +30,10 @@ struct alignas(64) TxnSlot {
   // Commit timestamp being installed, kReserving while one is being taken,
   // 0 otherwise. The visibility watermark stays below it (seq_cst).
   std::atomic<uint64_t> installing;
-  std::atomic<uint32_t> state;   // CommitState, release by the owner
+  std::atomic<uint32_t> state;  // CommitState, release by the owner
   uint32_t pad;
-  uint64_t commit_ts;            // valid from kValidating on
-  uint64_t list;                 // offset of the pair list block (kOwned by the session)
+  uint64_t commit_ts;                // valid from kValidating on
+  uint64_t list;                     // offset of the pair list block (kOwned by the session)
   std::atomic<uint64_t> list_count;  // entries written (release before each lock)
   uint64_t reserved[2];
 };

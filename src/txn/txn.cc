@@ -169,7 +169,8 @@ Result<uint64_t> TxnImpl::make_version(std::string_view value, bool tombstone) {
   ver->len = value.size() | (tombstone ? index::kTombstone : 0);
   ver->blob = 0;
   if (inline_value) {
-    if (!value.empty()) std::memcpy(s_->write_ptr(v + sizeof(index::Version)), value.data(), value.size());
+    if (!value.empty())
+      std::memcpy(s_->write_ptr(v + sizeof(index::Version)), value.data(), value.size());
   } else {
     auto blob = s_->alloc(value.size());
     if (!blob.ok()) {
@@ -227,8 +228,10 @@ Status TxnImpl::rollback_to(uint32_t sp) {
     undo_.pop_back();
     auto it = writes_.find(u.key);
     free_version(it->second);
-    if (u.prev == 0) writes_.erase(it);
-    else it->second = u.prev;
+    if (u.prev == 0)
+      writes_.erase(it);
+    else
+      it->second = u.prev;
   }
   savepoints_.resize(sp + 1);
   return {};
@@ -250,7 +253,8 @@ Status TxnImpl::validate() {
     for (const auto& [key, v] : writes_) {
       uint64_t rec = tree.find(key);
       if (rec != 0 && changed(rec)) {
-        return Error(Code::kConflict, fmt::format("write-write conflict on a key of {} bytes", key.size()));
+        return Error(Code::kConflict,
+                     fmt::format("write-write conflict on a key of {} bytes", key.size()));
       }
     }
     return {};
@@ -266,7 +270,8 @@ Status TxnImpl::validate() {
     for (it.seek(r.from, false); it.valid(); it.next()) {
       if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
       if (changed(it.record())) {
-        return Error(Code::kConflict, "a range this transaction scanned was changed since its snapshot");
+        return Error(Code::kConflict,
+                     "a range this transaction scanned was changed since its snapshot");
       }
     }
   }
@@ -353,8 +358,10 @@ Result<uint64_t> TxnImpl::commit() {
     return std::move(st).error();
   }
   region::Region& r = store_->region();
-  for (uint64_t k = 0; k < n; k++) reinterpret_cast<index::Version*>(r.rw(pairs[k].version))->ts = cts;
-  t.state.store(uint32_t(txn::CommitState::kInstalling), std::memory_order_seq_cst);  // commit point
+  for (uint64_t k = 0; k < n; k++)
+    reinterpret_cast<index::Version*>(r.rw(pairs[k].version))->ts = cts;
+  t.state.store(uint32_t(txn::CommitState::kInstalling),
+                std::memory_order_seq_cst);  // commit point
   for (uint64_t k = 0; k < n; k++) {
     auto* rec = tree.record_rw(pairs[k].record);
     auto* ver = reinterpret_cast<index::Version*>(r.rw(pairs[k].version));
@@ -436,7 +443,8 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
     if (now >= deadline) return Error(Code::kTimeout, "retry: nothing it read changed in time");
     uint64_t left = deadline - now;
     timespec ts{time_t(left / 1000000000), long(left % 1000000000)};
-    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAIT, f, &ts, nullptr, 0);
+    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAIT, f, &ts, nullptr,
+              0);
   }
 }
 
@@ -463,9 +471,12 @@ class CursorImpl {
   View value() const { return value_; }
   void next() {
     if (!valid_) return;
-    if (from_index_) it_.next();
-    else if (!reverse_) ++wit_;
-    else ++rwit_;
+    if (from_index_)
+      it_.next();
+    else if (!reverse_)
+      ++wit_;
+    else
+      ++rwit_;
     settle();
   }
 
@@ -647,16 +658,17 @@ Result<uint64_t> Session::transact(const std::function<Status(Txn&)>& fn,
       if (code != Code::kConflict) return std::move(st).error();
       if (waited) continue;  // retry() already slept until something changed
     }
-    uint64_t cap = std::min<uint64_t>(uint64_t(options.backoff_cap.count()),
-                                      uint64_t(options.backoff_base.count()) << std::min(attempt, 20u));
+    uint64_t cap =
+        std::min<uint64_t>(uint64_t(options.backoff_cap.count()),
+                           uint64_t(options.backoff_base.count()) << std::min(attempt, 20u));
     if (rng == 0) rng = util::mono_ns() ^ (uint64_t(slot()) << 48) ^ uint64_t(::getpid());
     rng ^= rng << 13;  // xorshift64
     rng ^= rng >> 7;
     rng ^= rng << 17;
     if (cap > 0) std::this_thread::sleep_for(std::chrono::microseconds(rng % cap));
   }
-  return Error(Code::kConflict,
-               fmt::format("transaction still conflicting after {} attempts", options.max_attempts));
+  return Error(Code::kConflict, fmt::format("transaction still conflicting after {} attempts",
+                                            options.max_attempts));
 }
 
 }  // namespace stoa

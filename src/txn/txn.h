@@ -62,14 +62,14 @@ class TxnImpl {
   uint64_t snapshot_ = 0;
   bool active_ = false;
   bool retried_ = false;
-  std::optional<Error> failed_;  // sticky: only abort() after it
+  std::optional<Error> failed_;                          // sticky: only abort() after it
   std::map<std::string, uint64_t, std::less<>> writes_;  // key -> kOwned version
   struct Undo {
     std::string key;
     uint64_t prev;  // version before the write; 0 when the key was not written
   };
-  std::vector<Undo> undo_;          // kept only while a savepoint exists
-  std::vector<size_t> savepoints_;  // undo_ size at each savepoint
+  std::vector<Undo> undo_;            // kept only while a savepoint exists
+  std::vector<size_t> savepoints_;    // undo_ size at each savepoint
   std::vector<uint64_t> superseded_;  // replaced versions, freed at the end
   std::vector<std::string> reads_;
   struct Range {

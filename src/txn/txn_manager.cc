@@ -40,9 +40,9 @@
 namespace stoa::internal {
 
 namespace {
-constexpr uint64_t kLockSpinNs = 20'000'000;      // 20 ms waiting for a live holder
-constexpr uint64_t kProbeEveryNs = 1'000'000;     // probe the holder's liveness each 1 ms
-constexpr uint64_t kThresholdTtlNs = 1'000'000;   // recompute the trim threshold each 1 ms
+constexpr uint64_t kLockSpinNs = 20'000'000;     // 20 ms waiting for a live holder
+constexpr uint64_t kProbeEveryNs = 1'000'000;    // probe the holder's liveness each 1 ms
+constexpr uint64_t kThresholdTtlNs = 1'000'000;  // recompute the trim threshold each 1 ms
 constexpr uint64_t kVisibleWaitNs = 10'000'000'000ull;
 }  // namespace
 
@@ -66,7 +66,8 @@ void TxnManager::advance_visible() {
   session::SessionTable& t = store_->table();
   const uint64_t g = h->next_ts.load(std::memory_order_seq_cst);
   uint64_t target = g;
-  const uint32_t n = std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
+  const uint32_t n =
+      std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
   for (uint32_t i = 0; i < n; i++) {
     uint64_t v = t.slot(i)->txn.installing.load(std::memory_order_seq_cst);
     if (v == txn::kReserving) return;
@@ -112,8 +113,8 @@ Status TxnManager::lock(SessionCore& s, index::KeyRecord* rec) {
       }
     }
     if (now - start > kLockSpinNs) {
-      return Error(Code::kConflict,
-                   fmt::format("key is being committed by session {}", uint32_t(expected >> 32) - 1));
+      return Error(Code::kConflict, fmt::format("key is being committed by session {}",
+                                                uint32_t(expected >> 32) - 1));
     }
     if (spin > 32) std::this_thread::yield();
   }
@@ -126,7 +127,8 @@ uint64_t TxnManager::trim_threshold() {
   }
   index::IndexHeader* h = header();
   session::SessionTable& t = store_->table();
-  const uint32_t n = std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
+  const uint32_t n =
+      std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
   auto oldest = [&] {
     uint64_t m = h->visible_ts.load(std::memory_order_seq_cst);
     for (uint32_t i = 0; i < n; i++) {
@@ -214,7 +216,8 @@ void TxnManager::reset_alone() {
   }
   uint64_t g = h->next_ts.load(std::memory_order_relaxed);
   h->visible_ts.store(g, std::memory_order_relaxed);
-  if (h->low_water.load(std::memory_order_relaxed) > g) h->low_water.store(g, std::memory_order_relaxed);
+  if (h->low_water.load(std::memory_order_relaxed) > g)
+    h->low_water.store(g, std::memory_order_relaxed);
   h->waiters.store(0, std::memory_order_relaxed);
 }
 

@@ -18,7 +18,8 @@ struct TxnTest : ::testing::Test {
   std::unique_ptr<Store> store;
   void SetUp() override {
     dir = std::string(STOA_TEST_TMPDIR) + "/stoa-txn-" +
-          ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" + std::to_string(getpid());
+          ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
+          std::to_string(getpid());
     std::filesystem::remove_all(dir);
     Options o;
     o.watchdog_interval = std::chrono::milliseconds(0);
