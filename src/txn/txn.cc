@@ -494,7 +494,7 @@ class CursorImpl {
       if (!reverse_ && !to_.empty() && key >= to_) return false;
       if (reverse_ && key < from_) return false;
       if (!in_range(key)) continue;
-      if (t_->writes().count(key)) continue;
+      if (!t_->writes().empty() && t_->writes().count(key)) continue;
       uint64_t ver = t_->visible(it_.record());
       if (ver == 0) continue;
       *k = key;

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <random>
 #include <thread>
 
+#include "session/session_core.h"
 #include "stoa/store.h"
 
 namespace stoa {
@@ -179,6 +181,26 @@ TEST_F(TxnTest, TransactRetriesConflictsAndRetryWaits) {
   waiter.join();
   Txn t = std::move(s.begin()).value();
   EXPECT_EQ(t.get("seen")->str(), "1");
+}
+
+TEST_F(TxnTest, LargeValueIsReadInPlace) {
+  Session s = session();
+  std::string big(size_t(96) << 20, '\0');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = char(i / 4096);
+  ASSERT_TRUE(s.transact([&](Txn& t) { return t.put("big", big); }).ok());
+  Txn t = std::move(s.begin(TxnOptions{.read_only = true})).value();
+  auto v = t.get("big");
+  ASSERT_TRUE(v.ok());
+  ASSERT_EQ(v->size(), big.size());
+  EXPECT_EQ(std::memcmp(v->data(), big.data(), big.size()), 0);
+  // The view points into the store's read-only mapping: the same bytes,
+  // read twice, sit at the same address (no copy was made).
+  auto again = t.get("big");
+  EXPECT_EQ(again->data(), v->data());
+  internal::SessionCore* core = s.core();
+  const char* base = core->view(0);
+  EXPECT_GE(v->data(), base);
+  EXPECT_LT(v->data(), base + store->stats()->file_size);
 }
 
 TEST_F(TxnTest, ConcurrentIncrementsAreSerializable) {
