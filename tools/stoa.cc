@@ -327,6 +327,12 @@ int cmd_verify(const std::string& dir) {
              r.free_runs);
   fmt::print("  blocks         {} checked: {} live, {} free, {} cached, {} retired\n",
              r.blocks_checked, r.blocks_live, r.blocks_free, r.blocks_cached, r.blocks_retired);
+  if (r.index_checked) {
+    fmt::print("  index          {} keys walked: order, separators, records and versions\n",
+               r.keys);
+  } else {
+    fmt::print("  index          not walked (no free session slot to pin with)\n");
+  }
   for (const std::string& p : r.problems) fmt::print("  problem: {}\n", p);
   if (!r.sound()) {
     return report(Code::kCorrupt,

@@ -85,6 +85,8 @@ struct VerifyReport {
   uint64_t blocks_cached = 0;   // in some session's cache
   uint64_t blocks_private = 0;  // allocated, not yet published
   uint64_t blocks_retired = 0;
+  bool index_checked = false;         // the key index was walked (needs a free session slot)
+  uint64_t keys = 0;                  // key records found in the index
   std::vector<std::string> problems;  // each names the damaged place
   bool sound() const { return problems.empty(); }
 };

@@ -406,6 +406,102 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
 }
 
 // ---------------------------------------------------------------------------
+// Verification
+
+uint64_t Btree::verify(region::Heap& heap, uint64_t last_ts,
+                       std::vector<std::string>* problems) const {
+  const std::string& path = region_->path();
+  auto problem = [&](std::string s) {
+    if (problems->size() < 100) problems->push_back(fmt::format("{}: index: {}", path, s));
+  };
+  auto live_block = [&](Offset off, size_t need, const char* what) {
+    auto sz = heap.usable_size(off);
+    if (!sz.ok()) {
+      problem(fmt::format("{} at offset {}: {}", what, off, sz.error().message()));
+      return false;
+    }
+    if (*sz < need) {
+      problem(fmt::format("{} at offset {}: block of {} bytes, needs {}", what, off, *sz, need));
+      return false;
+    }
+    return true;
+  };
+  uint64_t records = 0;
+  std::string prev_key;
+  bool have_prev = false;
+  struct Frame {
+    Offset node;
+    int level;
+  };
+  // Depth-first, children in order, so leaves come left to right and every
+  // key must exceed the one before it (this checks separators too).
+  std::vector<Frame> stack;
+  Offset root = hdr_->root.load(std::memory_order_acquire);
+  if (root != 0) stack.push_back({root, -1});
+  while (!stack.empty()) {
+    Frame f = stack.back();
+    stack.pop_back();
+    if (!live_block(f.node, kLeafBytes, "node")) continue;
+    const Node* n = node(f.node);
+    const bool leaf = n->kind == uint16_t(NodeKind::kLeaf);
+    if ((!leaf && n->kind != uint16_t(NodeKind::kInner)) || n->count == 0 || n->count > kFan ||
+        (f.level >= 0 && int(n->level) != f.level) || (leaf != (n->level == 0))) {
+      problem(fmt::format("node at offset {}: kind {} count {} level {}", f.node, n->kind, n->count,
+                          n->level));
+      continue;
+    }
+    if (!leaf) {
+      if (!live_block(f.node, kInnerBytes, "inner node")) continue;
+      for (int i = n->count - 1; i >= 0; i--) {
+        Offset c = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
+        stack.push_back({c, int(n->level) - 1});
+      }
+      continue;
+    }
+    for (int i = 0; i < n->count; i++) {
+      Offset r = n->ptr[i].load(std::memory_order_relaxed);
+      if (!live_block(r, sizeof(KeyRecord), "key record")) continue;
+      const KeyRecord* k = record(r);
+      if (k->key_len == 0 || k->key_len > 1024 ||
+          !live_block(r, sizeof(KeyRecord) + k->key_len, "key record")) {
+        problem(fmt::format("key record at offset {}: key length {}", r, k->key_len));
+        continue;
+      }
+      std::string_view key = key_of(r);
+      if (prefix_of(key) != n->prefix[i]) {
+        problem(
+            fmt::format("leaf at offset {}: entry {} prefix does not match its key", f.node, i));
+      }
+      if (have_prev && !(std::string_view(prev_key) < key)) {
+        problem(fmt::format("leaf at offset {}: keys out of order at entry {}", f.node, i));
+      }
+      prev_key.assign(key);
+      have_prev = true;
+      records++;
+      uint64_t prev_ts = last_ts + 1;
+      uint32_t depth = 0;
+      for (Offset v = k->head.load(std::memory_order_acquire); v != 0 && depth < 1000000; depth++) {
+        if (!live_block(v, sizeof(Version), "version")) break;
+        const auto* ver = reinterpret_cast<const Version*>(region_->ro(v));
+        if (ver->ts >= prev_ts || ver->ts == 0) {
+          problem(fmt::format("version at offset {}: timestamp {} after {} in its chain", v,
+                              ver->ts, prev_ts));
+          break;
+        }
+        uint64_t len = ver->len & ~kTombstone;
+        if (ver->blob != 0 ? !live_block(ver->blob, len, "value blob")
+                           : !live_block(v, sizeof(Version) + len, "version")) {
+          break;
+        }
+        prev_ts = ver->ts;
+        v = ver->next.load(std::memory_order_acquire);
+      }
+    }
+  }
+  return records;
+}
+
+// ---------------------------------------------------------------------------
 // Iteration
 
 void Btree::Iter::descend_edge(Offset cur, bool reverse) {

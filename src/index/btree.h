@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "index/layout.h"
+#include "region/heap.h"
 #include "session/session_core.h"
 #include "stoa/result.h"
 
@@ -39,6 +40,12 @@ class Btree {
                               std::vector<Offset>* recs);
 
   std::string_view key_of(Offset record) const;
+
+  // Walks the whole tree (caller pinned): node shapes and levels, key order
+  // within and across nodes, separator bounds, every node, record and
+  // version a live heap block, version timestamps strictly descending and
+  // never past `last_ts`. Appends problems naming offsets; returns records seen.
+  uint64_t verify(region::Heap& heap, uint64_t last_ts, std::vector<std::string>* problems) const;
   const KeyRecord* record(Offset r) const;
   KeyRecord* record_rw(Offset r) const;
 
