@@ -62,10 +62,21 @@ std::set<StoreImpl*>& registry() {
   static std::set<StoreImpl*> s;
   return s;
 }
-void fork_prepare() { registry_mu().lock(); }
-void fork_parent() { registry_mu().unlock(); }
-void fork_child() {
-  for (StoreImpl* s : registry()) s->forget_after_fork();
+// Each store's reclamation pauses across fork(): its watchdog finishes the
+// iteration it is in and waits; no lock it holds is copied into the child.
+void fork_prepare() NO_THREAD_SAFETY_ANALYSIS {
+  registry_mu().lock();
+  for (StoreImpl* s : registry()) s->reclaim_mutex().lock();
+}
+void fork_parent() NO_THREAD_SAFETY_ANALYSIS {
+  for (StoreImpl* s : registry()) s->reclaim_mutex().unlock();
+  registry_mu().unlock();
+}
+void fork_child() NO_THREAD_SAFETY_ANALYSIS {
+  for (StoreImpl* s : registry()) {
+    s->reclaim_mutex().unlock();
+    s->forget_after_fork();
+  }
   registry_mu().unlock();
 }
 void install_fork_handlers() {
@@ -79,6 +90,8 @@ bool path_exists(const std::string& p) {
 }
 
 }  // namespace
+
+thread_local const StoreImpl* StoreImpl::reclaiming_ = nullptr;
 
 Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, const Options& options,
                                                    Env* env) {
@@ -362,7 +375,12 @@ Status StoreImpl::close_session(SessionCore* raw) {
   return st;
 }
 
-void StoreImpl::drain_parked() {
+void StoreImpl::drain_parked() NO_THREAD_SAFETY_ANALYSIS {
+  ReclaimLock r(this);
+  drain_parked_locked();
+}
+
+void StoreImpl::drain_parked_locked() {
   util::MutexLock g(parked_mu_);
   if (parked_.empty()) return;
   for (int i = 0; i < 2; i++) {
@@ -382,7 +400,12 @@ void StoreImpl::drain_parked() {
   }
 }
 
-void StoreImpl::reap_slots(const std::vector<uint32_t>& slots) {
+void StoreImpl::reap_slots(const std::vector<uint32_t>& slots) NO_THREAD_SAFETY_ANALYSIS {
+  ReclaimLock r(this);
+  reap_slots_locked(slots);
+}
+
+void StoreImpl::reap_slots_locked(const std::vector<uint32_t>& slots) {
   for (uint32_t i : slots) {
     SessionCore* core = nullptr;
     {
@@ -395,8 +418,13 @@ void StoreImpl::reap_slots(const std::vector<uint32_t>& slots) {
   }
 }
 
-Result<uint32_t> StoreImpl::reap_dead_sessions() {
+Result<uint32_t> StoreImpl::reap_dead_sessions() NO_THREAD_SAFETY_ANALYSIS {
   if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
+  ReclaimLock r(this);
+  return reap_dead_locked();
+}
+
+uint32_t StoreImpl::reap_dead_locked() {
   std::vector<uint32_t> suspects;
   for (uint32_t i = 0; i < table_->slot_count(); i++) {
     uint32_t st = table_->slot(i)->state.load(std::memory_order_acquire);
@@ -408,11 +436,11 @@ Result<uint32_t> StoreImpl::reap_dead_sessions() {
     if (!table_->held_by_other(i)) suspects.push_back(i);
   }
   uint64_t before = table_->header()->recoveries.load(std::memory_order_relaxed);
-  reap_slots(suspects);
+  reap_slots_locked(suspects);
   return uint32_t(table_->header()->recoveries.load(std::memory_order_relaxed) - before);
 }
 
-void StoreImpl::watchdog_loop() {
+void StoreImpl::watchdog_loop() NO_THREAD_SAFETY_ANALYSIS {
   for (;;) {
     {
       util::MutexLock g(watchdog_mu_);
@@ -420,10 +448,11 @@ void StoreImpl::watchdog_loop() {
                             [&]() REQUIRES(watchdog_mu_) { return stopping_; });
       if (stopping_) return;
     }
-    (void)reap_dead_sessions();
+    ReclaimLock r(this);
+    (void)reap_dead_locked();
     auto a = cycles_->try_advance();
-    if (!a.blockers.empty()) reap_slots(a.blockers);
-    drain_parked();
+    if (!a.blockers.empty()) reap_slots_locked(a.blockers);
+    drain_parked_locked();
   }
 }
 

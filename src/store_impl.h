@@ -66,12 +66,39 @@ class StoreImpl {
   TxnManager& txns() { return *txns_; }
   bool exclusive_now();
 
-  // fork() support (see store.cc): the child drops inherited descriptors.
+  // fork() support: the child drops inherited descriptors.
   void forget_after_fork();
+  util::Mutex& reclaim_mutex() RETURN_CAPABILITY(reclaim_mu_) { return reclaim_mu_; }
 
  private:
   StoreImpl() = default;
   Status open_protocol();
+  // Takes reclaim_mu_ unless this thread already holds it (reclaiming a
+  // slot closes a session, whose collect may ask to reclaim again).
+  class ReclaimLock {
+   public:
+    explicit ReclaimLock(StoreImpl* s) NO_THREAD_SAFETY_ANALYSIS : s_(s),
+                                                                   took_(reclaiming_ != s) {
+      if (!took_) return;
+      s_->reclaim_mu_.lock();
+      reclaiming_ = s_;
+    }
+    ~ReclaimLock() NO_THREAD_SAFETY_ANALYSIS {
+      if (!took_) return;
+      reclaiming_ = nullptr;
+      s_->reclaim_mu_.unlock();
+    }
+    ReclaimLock(const ReclaimLock&) = delete;
+    ReclaimLock& operator=(const ReclaimLock&) = delete;
+
+   private:
+    StoreImpl* s_;
+    bool took_;
+  };
+  static thread_local const StoreImpl* reclaiming_;  // the store whose reclaim_mu_ this thread holds
+  uint32_t reap_dead_locked() REQUIRES(reclaim_mu_);
+  void reap_slots_locked(const std::vector<uint32_t>& slots) REQUIRES(reclaim_mu_);
+  void drain_parked_locked() REQUIRES(reclaim_mu_);
   // Takes slot i if its byte is free; reclaims a dead owner's leftovers into
   // the new session. claim_mu held. nullptr when the slot is held.
   Result<SessionCore*> try_claim_locked(uint32_t i) REQUIRES(table_->claim_mutex());
@@ -89,6 +116,12 @@ class StoreImpl {
   std::unique_ptr<TxnManager> txns_;
   bool forked_ = false;
 
+  // Serialises this process's reclamation work (reaping dead sessions,
+  // draining parked ones: the watchdog's whole iteration) with verify() and
+  // with fork() (the prepare handler takes it, so a child never inherits a
+  // watchdog caught inside malloc). Lock order: reclaim_mu_, claim mutex,
+  // parked_mu_.
+  util::Mutex reclaim_mu_;
   util::Mutex parked_mu_;
   std::vector<std::unique_ptr<SessionCore>> parked_ GUARDED_BY(parked_mu_);
 

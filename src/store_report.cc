@@ -96,7 +96,7 @@ Result<StoreStats> StoreImpl::stats() {
   return s;
 }
 
-Result<VerifyReport> StoreImpl::verify() {
+Result<VerifyReport> StoreImpl::verify() NO_THREAD_SAFETY_ANALYSIS {
   if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
   VerifyReport rep;
   rep.exclusive = exclusive_now();
@@ -107,6 +107,7 @@ Result<VerifyReport> StoreImpl::verify() {
   // holds its slot: a live one, or a dead one not yet reclaimed (its memory
   // comes back when a survivor or the next lone opener reclaims it). A tag
   // naming a free slot, or an older generation, is a leak.
+  ReclaimLock no_reclaim(this);  // our own watchdog must not move blocks meanwhile
   heap_->verify(rep, rep.exclusive, [&](uint32_t slot, uint32_t gen) {
     if (slot >= table_->slot_count()) return false;
     const session::SessionSlot* sl = table_->slot(slot);

@@ -13,11 +13,14 @@
 //  - stress_scale(): STOA_STRESS_SCALE (default 1) multiplies iteration
 //    counts and durations for longer release runs.
 //  - test_seed(): STOA_TEST_SEED, or a fresh random seed; print it.
+//  - Pipe: a byte pipe for handshakes between processes (send a token,
+//    wait for one with a timeout), created before fork().
 //
 // Thread safety: TempDir and Children belong to the test's main thread.
 #ifndef STOA_TESTS_TEST_UTIL_H_
 #define STOA_TESTS_TEST_UTIL_H_
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -168,13 +171,13 @@ inline bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(stat
   ::_exit(1);
 }
 
-#define CHILD_CHECK(cond, ...)                                                           \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      ::stoa::test::child_fail(__FILE__, __LINE__,                                       \
-                               std::string("check failed: " #cond ": ") +                \
-                                   ::fmt::format(__VA_ARGS__));                          \
-    }                                                                                    \
+#define CHILD_CHECK(cond, ...)                                                    \
+  do {                                                                            \
+    if (!(cond)) {                                                                \
+      ::stoa::test::child_fail(                                                   \
+          __FILE__, __LINE__,                                                     \
+          std::string("check failed: " #cond ": ") + ::fmt::format(__VA_ARGS__)); \
+    }                                                                             \
   } while (0)
 
 class Children {
@@ -322,6 +325,55 @@ inline int64_t check_pattern(const char* p, size_t len, uint64_t key) {
   return -1;
 }
 
+// A pipe for handshakes across fork(): one side send()s a byte, the other
+// recv()s it with a timeout. Both ends stay open in every process (so a dead
+// peer shows as a timeout, not EOF); the creating process closes them.
+class Pipe {
+ public:
+  Pipe() : owner_(::getpid()) {
+    if (::pipe(fd_) != 0) {
+      std::perror("pipe");
+      std::abort();
+    }
+  }
+  ~Pipe() {
+    if (::getpid() != owner_) return;
+    ::close(fd_[0]);
+    ::close(fd_[1]);
+  }
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+
+  bool send(char c = 'x') {
+    for (;;) {
+      ssize_t n = ::write(fd_[1], &c, 1);
+      if (n == 1) return true;
+      if (n < 0 && errno == EINTR) continue;
+      return false;
+    }
+  }
+  // The next byte, or -1 when none came within `timeout`.
+  int recv(milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+      if (left < 0) return -1;
+      pollfd p{fd_[0], POLLIN, 0};
+      int r = ::poll(&p, 1, int(left));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return -1;
+      char c;
+      ssize_t n = ::read(fd_[0], &c, 1);
+      if (n == 1) return uint8_t(c);
+      if (n < 0 && errno == EINTR) continue;
+      return -1;
+    }
+  }
+
+ private:
+  int fd_[2];
+  pid_t owner_;
+};
 
 // --- checksummed entries ------------------------------------------------------
 // A published block that readers validate in place: a header naming its own
@@ -340,7 +392,7 @@ struct EntryHdr {
 };
 
 inline uint8_t entry_byte(uint64_t seq, uint64_t i) {
-  uint8_t v = uint8_t(splitmix(seq * 0x100000001B3ull + (i >> 3)) >> ((i & 7) * 8)) ;
+  uint8_t v = uint8_t(splitmix(seq * 0x100000001B3ull + (i >> 3)) >> ((i & 7) * 8));
   return v == kPoison ? uint8_t(v - 1) : v;
 }
 
@@ -379,9 +431,10 @@ inline std::string check_entry_payload(const char* p, uint64_t off, const EntryH
   const char* payload = p + sizeof(EntryHdr);
   for (uint64_t i = 0; i < h.len; i++) {
     if (uint8_t(payload[i]) == kPoison) {
-      return fmt::format("entry {} (seq {}, {} bytes): poison byte 0xDB at payload byte {}: freed "
-                         "while reachable",
-                         off, h.seq, h.len, i);
+      return fmt::format(
+          "entry {} (seq {}, {} bytes): poison byte 0xDB at payload byte {}: freed "
+          "while reachable",
+          off, h.seq, h.len, i);
     }
   }
   if (entry_sum(h, payload) != h.sum) {

@@ -122,7 +122,8 @@ class Txn {
   Result<Cursor> prefix(std::string_view prefix, bool reverse = false);
 
   // Savepoints: rollback_to(sp) undoes the writes made after savepoint(sp)
-  // was taken; only each key's final value is installed at commit.
+  // was taken (Views of those values end with them); only each key's final
+  // value is installed at commit. An unknown savepoint is kInvalidArgument.
   uint32_t savepoint();
   Status rollback_to(uint32_t savepoint);
 
@@ -137,7 +138,8 @@ class Txn {
   // Haskell's `retry`: abandons this attempt and blocks until some key this
   // transaction read is changed by a commit, or the timeout. Returns an
   // error with code kConflict (so transact() runs the function again) or
-  // kTimeout.
+  // kTimeout; kInvalidArgument in a read-only transaction (it keeps no read
+  // set to watch).
   Error retry(std::chrono::milliseconds timeout = std::chrono::milliseconds(1000));
 
   uint64_t snapshot() const;

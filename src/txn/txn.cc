@@ -145,15 +145,22 @@ View TxnImpl::value_of(uint64_t v) const {
   return View(r.ro(at), size_t(len));
 }
 
+Error TxnImpl::fail(Error e) {
+  failed_ = e;
+  return e;
+}
+
 Result<View> TxnImpl::get(std::string_view key) {
   STOA_TRY(usable());
-  STOA_TRY(check_key(key));
+  if (Status st = check_key(key); !st.ok()) return fail(st.error());
   auto it = writes_.find(key);
   if (it != writes_.end()) {
     if (is_tombstone(it->second)) return Error(Code::kNotFound, "key not found");
     return value_of(it->second);
   }
-  if (!opts_.read_only && opts_.isolation == Isolation::kSerializable) reads_.emplace_back(key);
+  // Kept by every read-write transaction: validated under serializable
+  // isolation, and watched by retry() under either.
+  if (!opts_.read_only) reads_.emplace_back(key);
   uint64_t rec = mgr_->tree().find(key);
   uint64_t v = rec != 0 ? visible(rec) : 0;
   if (v == 0) return Error(Code::kNotFound, "key not found");
@@ -191,17 +198,15 @@ void TxnImpl::free_version(uint64_t v) {
 
 Status TxnImpl::put(std::string_view key, std::string_view value, bool tombstone) {
   STOA_TRY(usable());
-  STOA_TRY(check_key(key));
-  if (opts_.read_only) return Error(Code::kInvalidArgument, "write in a read-only transaction");
+  if (Status st = check_key(key); !st.ok()) return fail(st.error());
+  if (opts_.read_only)
+    return fail(Error(Code::kInvalidArgument, "write in a read-only transaction"));
   if (value.size() > kMaxValueSize) {
-    return Error(Code::kInvalidArgument,
-                 fmt::format("value of {} bytes (at most {})", value.size(), kMaxValueSize));
+    return fail(Error(Code::kInvalidArgument,
+                      fmt::format("value of {} bytes (at most {})", value.size(), kMaxValueSize)));
   }
   auto v = make_version(value, tombstone);
-  if (!v.ok()) {
-    if (v.code() != Code::kFull) failed_ = v.error();
-    return std::move(v).error();
-  }
+  if (!v.ok()) return fail(std::move(v).error());
   auto [it, inserted] = writes_.try_emplace(std::string(key), *v);
   uint64_t prev = inserted ? 0 : it->second;
   if (!inserted) it->second = *v;
@@ -221,7 +226,7 @@ uint32_t TxnImpl::savepoint() {
 Status TxnImpl::rollback_to(uint32_t sp) {
   STOA_TRY(usable());
   if (sp >= savepoints_.size()) {
-    return Error(Code::kInvalidArgument, fmt::format("no savepoint {}", sp));
+    return fail(Error(Code::kInvalidArgument, fmt::format("no savepoint {}", sp)));
   }
   while (undo_.size() > savepoints_[sp]) {
     Undo u = std::move(undo_.back());
@@ -400,6 +405,11 @@ void TxnImpl::abort() {
 
 Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   if (!active_) return ended();
+  if (opts_.read_only) {
+    return fail(
+        Error(Code::kInvalidArgument,
+              "retry() needs a read-write transaction (a read-only one keeps no read set)"));
+  }
   std::vector<std::string> keys = std::move(reads_);
   std::vector<Range> ranges = std::move(ranges_);
   const uint64_t snap = snapshot_;
@@ -553,9 +563,9 @@ class CursorImpl {
 Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool reverse) {
   STOA_TRY(usable());
   if (from.size() > kMaxKeySize || to.size() > kMaxKeySize) {
-    return Error(Code::kInvalidArgument, "scan bound longer than the largest key");
+    return fail(Error(Code::kInvalidArgument, "scan bound longer than the largest key"));
   }
-  if (!opts_.read_only && opts_.isolation == Isolation::kSerializable) {
+  if (!opts_.read_only) {
     ranges_.push_back(Range{std::string(from), std::string(to)});
   }
   return Cursor(std::make_unique<CursorImpl>(this, std::string(from), std::string(to), reverse));

@@ -48,6 +48,7 @@ class TxnImpl {
 
  private:
   Status usable() const;
+  Error fail(Error e);  // records e: the transaction is unusable but for abort
   Result<uint64_t> make_version(std::string_view value, bool tombstone);
   void free_version(uint64_t v);
   bool changed(uint64_t rec) const;
