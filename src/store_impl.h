@@ -77,8 +77,7 @@ class StoreImpl {
   // slot closes a session, whose collect may ask to reclaim again).
   class ReclaimLock {
    public:
-    explicit ReclaimLock(StoreImpl* s) NO_THREAD_SAFETY_ANALYSIS : s_(s),
-                                                                   took_(reclaiming_ != s) {
+    explicit ReclaimLock(StoreImpl* s) NO_THREAD_SAFETY_ANALYSIS : s_(s), took_(reclaiming_ != s) {
       if (!took_) return;
       s_->reclaim_mu_.lock();
       reclaiming_ = s_;
@@ -95,7 +94,8 @@ class StoreImpl {
     StoreImpl* s_;
     bool took_;
   };
-  static thread_local const StoreImpl* reclaiming_;  // the store whose reclaim_mu_ this thread holds
+  static thread_local const StoreImpl*
+      reclaiming_;  // the store whose reclaim_mu_ this thread holds
   uint32_t reap_dead_locked() REQUIRES(reclaim_mu_);
   void reap_slots_locked(const std::vector<uint32_t>& slots) REQUIRES(reclaim_mu_);
   void drain_parked_locked() REQUIRES(reclaim_mu_);

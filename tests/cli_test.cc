@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "stoa/store.h"
 #include "store_impl.h"
 
@@ -24,75 +25,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under STOA_TEST_TMPDIR, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = std::string(STOA_TEST_TMPDIR) + "/stoa-cli-test.XXXXXX";
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-struct CliResult {
-  int exit_code = -1;  // -1: did not exit normally
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// Runs the CLI with `args`; stdout and stderr go to files in `scratch`.
-CliResult run_cli(const TempDir& scratch, const std::vector<std::string>& args) {
-  const std::string out = scratch.sub("cli.out"), err = scratch.sub("cli.err");
-  std::vector<std::string> argv_s{STOA_CLI_PATH};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (o < 0 || e < 0) ::_exit(126);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  CliResult r;
-  if (pid < 0) return r;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-bool contains(const std::string& s, const std::string& what) {
-  return s.find(what) != std::string::npos;
-}
-
-#define EXPECT_CONTAINS(s, what) \
-  EXPECT_TRUE(contains(s, what)) << "missing \"" << (what) << "\" in:\n" << (s)
+using stoa::test::CliResult;
+using stoa::test::contains;
+using stoa::test::run_cli;
+using stoa::test::slurp;
+using TempDir = stoa::test::TempDir;
 
 // Scratch directory plus a store path inside it.
 class CliTest : public ::testing::Test {
@@ -109,7 +46,7 @@ class CliTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   }
 
-  TempDir tmp_;
+  TempDir tmp_{"cli"};
   std::string store_;
 };
 

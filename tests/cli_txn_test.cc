@@ -21,93 +21,19 @@
 
 #include <gtest/gtest.h>
 
+#include "cli_util.h"
 #include "stoa/store.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under STOA_TEST_TMPDIR, removed with everything in it
-// (also when a test fails: ASSERTs return, destructors run).
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = std::string(STOA_TEST_TMPDIR) + "/stoa-cli-txn-test.XXXXXX";
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-struct CliResult {
-  int exit_code = -1;  // -1: did not exit normally
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::string& path, const std::string& data) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(data.data(), std::streamsize(data.size()));
-}
-
-// Runs the CLI with `args`; stdin is `input` (or /dev/null), stdout and
-// stderr go to files in `scratch`.
-CliResult run_cli(const TempDir& scratch, const std::vector<std::string>& args,
-                  const std::optional<std::string>& input = std::nullopt) {
-  const std::string in = scratch.sub("cli.in"), out = scratch.sub("cli.out"),
-                    err = scratch.sub("cli.err");
-  if (input) spit(in, *input);
-  std::vector<std::string> argv_s{STOA_CLI_PATH};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int i = ::open(input ? in.c_str() : "/dev/null", O_RDONLY);
-    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (i < 0 || o < 0 || e < 0) ::_exit(126);
-    ::dup2(i, 0);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  CliResult r;
-  if (pid < 0) return r;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-bool contains(const std::string& s, const std::string& what) {
-  return s.find(what) != std::string::npos;
-}
-
-#define EXPECT_CONTAINS(s, what) \
-  EXPECT_TRUE(contains(s, what)) << "missing \"" << (what) << "\" in:\n" << (s)
+using stoa::test::CliResult;
+using stoa::test::contains;
+using stoa::test::run_cli;
+using stoa::test::slurp;
+using stoa::test::spit;
+using TempDir = stoa::test::TempDir;
 
 // The documented escaping, written independently of tools/stoa.cc.
 std::string escape(const std::string& s) {
@@ -159,7 +85,7 @@ class CliTxnTest : public ::testing::Test {
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
 
-  TempDir tmp_;
+  TempDir tmp_{"cli"};
   std::string store_;
 };
 
