@@ -215,15 +215,6 @@ int child_main(const std::string& path, int p, uint64_t seed, uint64_t ms, Ctl* 
   return 0;
 }
 
-std::string sessions_text(const StoreStats& s) {
-  std::string out;
-  for (const auto& i : s.sessions) {
-    out += fmt::format("  slot {} gen {} pid {} state {} pin {} purgatory {}\n", i.slot,
-                       i.generation, i.pid, i.state, i.pinned_cycle, i.purgatory_bytes);
-  }
-  return out;
-}
-
 std::string problems_text(const VerifyReport& r) {
   std::string out;
   for (const auto& p : r.problems) out += "  " + p + "\n";

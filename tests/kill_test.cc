@@ -76,14 +76,6 @@ uint64_t hdr_check(const BlockHdr& h) {
   return splitmix(h.magic ^ splitmix(h.off ^ splitmix(h.key ^ h.len)));
 }
 
-std::string sessions_text(const StoreStats& s) {
-  std::string out;
-  for (const auto& i : s.sessions) {
-    out += fmt::format("  slot {} gen {} pid {} state {} pin {} purgatory {}\n", i.slot,
-                       i.generation, i.pid, i.state, i.pinned_cycle, i.purgatory_bytes);
-  }
-  return out;
-}
 std::string problems_text(const VerifyReport& r) {
   std::string out;
   for (const auto& p : r.problems) out += "  " + p + "\n";

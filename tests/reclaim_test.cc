@@ -55,17 +55,6 @@ std::string problems_text(const VerifyReport& r) {
   for (const auto& p : r.problems) out += "  " + p + "\n";
   return out;
 }
-std::string sessions_text(const StoreStats& s) {
-  std::string out;
-  for (const auto& i : s.sessions) {
-    out +=
-        fmt::format("  slot {} gen {} pid {} state {} pin {} age {:.3f}s stalled {} purgatory {}\n",
-                    i.slot, i.generation, i.pid, i.state, i.pinned_cycle, i.pin_age_seconds,
-                    i.stalled, i.purgatory_bytes);
-  }
-  return out;
-}
-
 Options store_options() {
   Options o;
   o.poison_freed = true;

@@ -43,6 +43,8 @@
 
 #include <fmt/format.h>
 
+#include "stoa/store.h"
+
 namespace stoa::test {
 
 using Clock = std::chrono::steady_clock;
@@ -442,6 +444,36 @@ inline std::string check_entry_payload(const char* p, uint64_t off, const EntryH
                        off, h.seq, h.len);
   }
   return "";
+}
+
+// The session table, one line per session, for failure messages.
+inline std::string sessions_text(const StoreStats& s) {
+  std::string out;
+  for (const auto& i : s.sessions) {
+    out += fmt::format("  slot {} gen {} pid {} state {} pin {} age {:.3f}s{} purgatory {}\n",
+                       i.slot, i.generation, i.pid, i.state, i.pinned_cycle, i.pin_age_seconds,
+                       i.stalled ? " STALLED" : "", i.purgatory_bytes);
+  }
+  return out;
+}
+
+inline size_t count_state(const StoreStats& s, const std::string& state) {
+  size_t n = 0;
+  for (const auto& i : s.sessions) n += i.state == state;
+  return n;
+}
+
+// Waits until no session is dead or being recovered (survivors reclaimed
+// them); *last is the final stats seen, for the failure message.
+inline bool wait_reclaimed(Store& store, StoreStats* last, std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        auto st = store.stats();
+        if (!st.ok()) return false;
+        *last = *st;
+        return count_state(*last, "dead") == 0 && count_state(*last, "recovering") == 0;
+      },
+      timeout, std::chrono::microseconds(5000));
 }
 
 }  // namespace stoa::test

@@ -185,21 +185,6 @@ int auditor_main(const std::string& path, int idx, uint64_t seed, Ctl* ctl) {
   return 0;
 }
 
-std::string sessions_text(const StoreStats& s) {
-  std::string out;
-  for (const auto& i : s.sessions) {
-    out += fmt::format("  slot {} gen {} pid {} state {} pin {}\n", i.slot, i.generation, i.pid,
-                       i.state, i.pinned_cycle);
-  }
-  return out;
-}
-
-size_t count_state(const StoreStats& s, const std::string& state) {
-  size_t n = 0;
-  for (const auto& i : s.sessions) n += i.state == state;
-  return n;
-}
-
 // The total over all accounts in one read-only snapshot; -1 on any error.
 int64_t total_of(Store& store, int* accounts) {
   auto sr = store.session();
@@ -309,14 +294,7 @@ TEST(TxnBank, TotalHoldsAcrossProcessesAndKills) {
   ASSERT_TRUE(opened.ok()) << err(opened);
   std::unique_ptr<Store> store = std::move(opened).value();
   StoreStats last;
-  bool reclaimed = wait_until(
-      [&] {
-        auto st = store->stats();
-        if (!st.ok()) return false;
-        last = *st;
-        return count_state(last, "dead") == 0 && count_state(last, "recovering") == 0;
-      },
-      milliseconds(3000), std::chrono::microseconds(5000));
+  bool reclaimed = wait_reclaimed(*store, &last, milliseconds(3000));
   EXPECT_TRUE(reclaimed) << "dead sessions left while survivors run:\n" << sessions_text(last);
   {
     int n = 0;

@@ -183,21 +183,6 @@ int checker_main(const std::string& path, uint64_t seed, Ctl* ctl) {
   return 0;
 }
 
-size_t count_state(const StoreStats& s, const std::string& state) {
-  size_t n = 0;
-  for (const auto& i : s.sessions) n += i.state == state;
-  return n;
-}
-
-std::string sessions_text(const StoreStats& s) {
-  std::string out;
-  for (const auto& i : s.sessions) {
-    out += fmt::format("  slot {} gen {} pid {} state {} pin {}\n", i.slot, i.generation, i.pid,
-                       i.state, i.pinned_cycle);
-  }
-  return out;
-}
-
 // Commits a fresh value to the whole group from `s`; returns its duration
 // in ms, or a negative number (and a failure) when it did not commit.
 double probe(Session& s, uint64_t k) {
@@ -312,14 +297,7 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
     probe_max = std::max(probe_max, total);
   }
   StoreStats last;
-  bool reclaimed = wait_until(
-      [&] {
-        auto st = store->stats();
-        if (!st.ok()) return false;
-        last = *st;
-        return count_state(last, "dead") == 0 && count_state(last, "recovering") == 0;
-      },
-      milliseconds(3000), std::chrono::microseconds(5000));
+  bool reclaimed = wait_reclaimed(*store, &last, milliseconds(3000));
   EXPECT_TRUE(reclaimed) << "dead sessions left:\n" << sessions_text(last);
   {
     auto t = ps.begin(TxnOptions{.read_only = true});

@@ -96,16 +96,6 @@ const SessionInfo* find_slot(const StoreStats& st, uint32_t slot) {
   return nullptr;
 }
 
-std::string sessions_text(const StoreStats& s) {
-  std::string out;
-  for (const auto& i : s.sessions) {
-    out += fmt::format("  slot {} pid {} state {} pin {} age {:.3f}{} purgatory {}\n", i.slot,
-                       i.pid, i.state, i.pinned_cycle, i.pin_age_seconds,
-                       i.stalled ? " STALLED" : "", i.purgatory_bytes);
-  }
-  return out;
-}
-
 TEST(TxnReader, LongReaderWhileWritersChurn) {
   const uint64_t seed = test_seed();
   std::printf("seed %llu\n", (unsigned long long)seed);

@@ -690,10 +690,14 @@ Status Heap::recover(Owner& to, uint32_t dead_slot, uint32_t dead_gen,
   return st;
 }
 
-void Heap::reset_locks() {
+void Heap::init_locks() {
   HeapMeta* m = meta();
   util::shm_mutex_init(&m->page_lock);
   for (auto& c : m->classes) util::shm_mutex_init(&c.lock);
+}
+
+void Heap::reset_locks() {
+  init_locks();
   repair_pages();
 }
 
@@ -701,7 +705,7 @@ void Heap::set_clean(bool clean) { meta()->clean = clean ? 1 : 0; }
 bool Heap::clean() const { return meta()->clean == 1; }
 
 Status Heap::rebuild_all() {
-  reset_locks();
+  init_locks();  // the bins are rebuilt at the end, after the walk
   HeapMeta* m = meta();
   uint64_t end = region_->file_size();
   STOA_TRY(region_->ensure(0, end));

@@ -160,6 +160,8 @@ class Heap {
   void write_free_run(Offset run, uint64_t npages);
   bool run_at(Offset run, RunInfo* r) const;
 
+  void init_locks();
+
   // Central lists.
   void lock_class(uint32_t cls);
   void unlock_class(uint32_t cls);

@@ -248,10 +248,4 @@ Status Region::extend(uint64_t new_size) {
   return {};
 }
 
-Status Region::flush() {
-  uint64_t n = mapped();
-  if (::msync(rw_base_, n, MS_SYNC) != 0) return errno_error(errno, "msync", path_);
-  return {};
-}
-
 }  // namespace stoa::region

@@ -73,8 +73,6 @@ class Region {
   // it here; the caller publishes HeapMeta::file_size once the new space is
   // formatted. Errors: kFull (max_size or disk), kIo.
   Status extend(uint64_t new_size);
-  // Writes back dirty pages of the mapping (msync), for clean shutdown.
-  Status flush();
 
  private:
   Region() = default;

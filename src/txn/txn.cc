@@ -73,7 +73,7 @@ const index::Version* version_at(region::Region& r, uint64_t v) {
 }  // namespace
 
 // The smallest key greater than every key starting with p ("" = none).
-std::string prefix_end_public(std::string_view p) {
+std::string prefix_end(std::string_view p) {
   std::string e(p);
   while (!e.empty()) {
     if (uint8_t(e.back()) != 0xff) {
@@ -106,6 +106,16 @@ Status TxnImpl::start() {
 
 void TxnImpl::end() {
   if (!active_) return;
+  // Versions still ours: uncommitted writes (none after a commit), values
+  // a savepoint could have restored, and own writes later overwritten.
+  for (const auto& [key, v] : writes_) free_version(v);
+  writes_.clear();
+  for (const Undo& u : undo_) {
+    if (u.prev != 0) free_version(u.prev);
+  }
+  undo_.clear();
+  for (uint64_t v : superseded_) free_version(v);
+  superseded_.clear();
   TxnManager::drop_snapshot(s_->slot_ptr());
   s_->unpin();
   s_->in_txn = false;
@@ -380,28 +390,11 @@ Result<uint64_t> TxnImpl::commit() {
   writes_.clear();  // installed: no longer ours to free
   mgr_->notify_commit();
   mgr_->await_visible(cts);
-  for (uint64_t v : superseded_) free_version(v);
-  superseded_.clear();
-  for (const Undo& u : undo_) {
-    if (u.prev != 0) free_version(u.prev);
-  }
-  undo_.clear();
   end();
   return cts;
 }
 
-void TxnImpl::abort() {
-  if (!active_) return;
-  for (const auto& [key, v] : writes_) free_version(v);
-  writes_.clear();
-  for (const Undo& u : undo_) {
-    if (u.prev != 0) free_version(u.prev);
-  }
-  undo_.clear();
-  for (uint64_t v : superseded_) free_version(v);
-  superseded_.clear();
-  end();
-}
+void TxnImpl::abort() { end(); }
 
 Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   if (!active_) return ended();
@@ -621,7 +614,7 @@ Result<Cursor> Txn::scan(std::string_view from, std::string_view to, bool revers
 }
 Result<Cursor> Txn::prefix(std::string_view p, bool reverse) {
   if (!impl_) return no_txn();
-  return impl_->scan(p, internal::prefix_end_public(p), reverse);
+  return impl_->scan(p, internal::prefix_end(p), reverse);
 }
 uint32_t Txn::savepoint() { return impl_ ? impl_->savepoint() : 0; }
 Status Txn::rollback_to(uint32_t sp) {

@@ -17,7 +17,7 @@
 namespace stoa::internal {
 
 // The smallest key greater than every key starting with p ("" = none).
-std::string prefix_end_public(std::string_view p);
+std::string prefix_end(std::string_view p);
 
 class TxnImpl {
  public:
@@ -54,6 +54,7 @@ class TxnImpl {
   bool changed(uint64_t rec) const;
   Status validate();
   void release_commit(uint64_t locked, bool clear_ts);
+  // Frees the versions still ours, drops the snapshot, unpins.
   void end();
 
   SessionCore* s_;

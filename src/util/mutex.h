@@ -35,8 +35,6 @@ class CAPABILITY("mutex") Mutex {
  public:
   void lock() ACQUIRE() { mu_.lock(); }
   void unlock() RELEASE() { mu_.unlock(); }
-  // For condition variables (std::condition_variable_any waits on it).
-  std::mutex& native() { return mu_; }
 
  private:
   std::mutex mu_;
