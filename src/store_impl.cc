@@ -94,7 +94,7 @@ bool path_exists(const std::string& p) {
 thread_local const StoreImpl* StoreImpl::reclaiming_ = nullptr;
 
 Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, const Options& options,
-                                                   Env* env) {
+                                                   Env* env, bool force_rebuild) {
   if (path.empty()) return Error(Code::kInvalidArgument, "store path is empty");
   if (options.max_size < region::kMinMaxSize || options.max_size > region::kMaxMaxSize) {
     return Error(Code::kInvalidArgument,
@@ -109,13 +109,26 @@ Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, cons
     return Error(Code::kInvalidArgument, fmt::format("max_sessions {} out of range [1, {}]",
                                                      options.max_sessions, region::kMaxSlots));
   }
+  if (options.log_segment_size < (uint64_t{64} << 10) || options.log_segment_size % 4096 != 0 ||
+      options.log_segment_size > (uint64_t{1} << 40)) {
+    return Error(Code::kInvalidArgument,
+                 fmt::format("log_segment_size {} must be a multiple of 4096 of at least 64 KiB",
+                             options.log_segment_size));
+  }
   std::unique_ptr<StoreImpl> s(new StoreImpl());
   s->path_ = path;
   s->options_ = options;
   s->env_ = env != nullptr ? env : Env::posix();
+  s->force_rebuild_ = force_rebuild;
   STOA_TRY(s->open_protocol());
   s->cycles_ = std::make_unique<cycle::CycleManager>(&s->table_->header()->cycle, s->table_.get(),
                                                      cycle::CycleManager::register_membarrier());
+  // Still under the open lock: nobody attaches before the data file is
+  // rebuilt or repaired.
+  Status fin = s->finish_open();
+  s->table_->unlock_open();
+  STOA_TRY(fin);
+  s->log_->start();
   install_fork_handlers();
   {
     std::lock_guard<std::mutex> g(registry_mu());
@@ -146,34 +159,43 @@ Status StoreImpl::open_protocol() {
   if (!data_exists && errno != ENOENT) {
     return errno_error(errno, "stat", data);  // e.g. a directory we may not search: kPermission
   }
-  if (!data_exists && !options_.create_if_missing) {
+  const std::string log_dir = path_ + "/" + kLogDirName;
+  if (!data_exists && !options_.create_if_missing && !path_exists(log_dir)) {
     return Error(Code::kNotFound,
                  fmt::format("{}: not a Stoa store (no {})", path_, kDataFileName));
   }
   STOA_ASSIGN(table_, session::SessionTable::open_locked(env_, path_ + "/" + kLockFileName));
   const bool alone = table_->try_attach_exclusive();
-  if (path_exists(data) && options_.error_if_exists) {
+  alone_ = alone;
+  if (data_exists && options_.error_if_exists) {
     return Error(Code::kExists, fmt::format("{}: store already exists", path_));
   }
-  if (!path_exists(data)) {
-    if (!alone) {
-      return Error(Code::kCorrupt, fmt::format("{}: {} is missing while other processes have the "
-                                               "store open",
-                                               path_, kDataFileName));
-    }
-    region::CreateParams cp{options_.max_size, options_.initial_size, options_.grow_chunk,
-                            options_.max_sessions, uint32_t(options_.durability)};
-    STOA_TRY(region::Region::create(env_, data, cp));
-    STOA_TRY(env_->make_dir(path_ + "/" + kLogDirName));
-    STOA_TRY(env_->sync_dir(path_));
+  bool created = false;
+  if (alone) {
+    STOA_TRY(check_data_file(data, &created));
+  } else if (!path_exists(data)) {
+    return Error(Code::kCorrupt, fmt::format("{}: {} is missing while other processes have the "
+                                             "store open",
+                                             path_, kDataFileName));
   }
-  STOA_ASSIGN(region_, region::Region::open(env_, data));
+  if (!region_) {
+    STOA_ASSIGN(region_, region::Region::open(env_, data));
+  }
   heap_ = std::make_unique<region::Heap>(region_.get(), options_.poison_freed);
+  const uint64_t seg = reinterpret_cast<const log::LogHeader*>(
+                           region_->ro(region::kRootsOffset + log::kLogHeaderOffset))
+                           ->segment_size;
   const uint32_t slots = region_->header().max_sessions;
   if (alone) {
     bool recreated = false;
     STOA_TRY(table_->init_alone(slots, region_->seed(), &recreated));
     txns_ = std::make_unique<TxnManager>(this);
+    const bool fresh = created || rebuild_pending_;
+    const uint64_t seg_size = rebuild_pending_             ? rebuild_segment_size_
+                              : created || seg == 0 ? options_.log_segment_size
+                                                    : seg;
+    log_ = std::make_unique<LogManager>(this, env_, log_dir, seg_size);
+    log_->init_alone(fresh);
     // Finish or undo the commits of sessions that died, before their memory
     // is reclaimed below (rolled-forward versions get published first).
     for (uint32_t i = 0; i < slots && !recreated; i++) {
@@ -215,8 +237,9 @@ Status StoreImpl::open_protocol() {
     STOA_TRY(table_->check_attached(slots, region_->seed()));
     STOA_TRY(table_->attach_shared());
     txns_ = std::make_unique<TxnManager>(this);
+    if (seg == 0) return Error(Code::kCorrupt, fmt::format("{}: log header not set up", data));
+    log_ = std::make_unique<LogManager>(this, env_, log_dir, seg);
   }
-  table_->unlock_open();
   return {};
 }
 
@@ -227,6 +250,7 @@ StoreImpl::~StoreImpl() {
   }
   watchdog_cv_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
+  if (log_ && !forked_) log_->stop();
   {
     std::lock_guard<std::mutex> g(registry_mu());
     registry().erase(this);
@@ -252,6 +276,9 @@ void StoreImpl::close_protocol() {
               uint32_t(session::SlotState::kFree);
     }
     heap_->set_clean(tidy);
+    // Leave the data file trusted for any next boot: log and data synced,
+    // then checksums of the file (store_durable.cc).
+    if (tidy && log_ && !rebuild_pending_) (void)write_sum();
   }
   // Closing the lock file's descriptor (table_ destructor) drops the locks.
 }
@@ -259,6 +286,7 @@ void StoreImpl::close_protocol() {
 void StoreImpl::forget_after_fork() {
   forked_ = true;
   if (table_) table_->forget_after_fork();
+  if (log_) log_->forget_after_fork();
   // The thread did not survive fork; forget it without joining.
   if (watchdog_.joinable()) watchdog_.detach();
 }

@@ -16,6 +16,7 @@
 
 #include "cycle/cycle.h"
 #include "env/env.h"
+#include "log/log.h"
 #include "region/heap.h"
 #include "region/region.h"
 #include "session/session_core.h"
@@ -30,11 +31,14 @@ namespace stoa::internal {
 inline constexpr const char* kDataFileName = "stoa.data";
 inline constexpr const char* kLockFileName = "stoa.lock";
 inline constexpr const char* kLogDirName = "log";
+inline constexpr const char* kSumFileName = "stoa.sum";
 
 class StoreImpl {
  public:
+  // `force_rebuild`: a lone opener rebuilds the data file from checkpoint
+  // and log even when it could trust it (Store::recover, Store::compact).
   static Result<std::unique_ptr<StoreImpl>> open(const std::string& path, const Options& options,
-                                                 Env* env = nullptr);
+                                                 Env* env = nullptr, bool force_rebuild = false);
   ~StoreImpl();
 
   // A new session in a free slot (or a dead one, reclaimed first). The
@@ -64,7 +68,21 @@ class StoreImpl {
   session::SessionTable& table() { return *table_; }
   cycle::CycleManager& cycles() { return *cycles_; }
   TxnManager& txns() { return *txns_; }
+  LogManager& log() { return *log_; }
+  Env* env() const { return env_; }
+  const RecoveryReport& recovery() const { return recovery_; }
   bool exclusive_now();
+  bool opened_alone() const { return alone_; }
+
+  // Store::checkpoint / sync / backup (checkpoint.cc has the protocol).
+  Result<uint64_t> checkpoint();
+  Status sync();
+  Result<uint64_t> backup(const std::string& dest);
+  // Writes the flight recorder of `core` (and every session with entries)
+  // to a file in the store directory; returns its path.
+  Result<std::string> dump_recorder(SessionCore* core);
+  // `e` (kCorrupt) with the recorder dumped and its path in the message.
+  Error corruption(SessionCore* core, Error e);
 
   // fork() support: the child drops inherited descriptors.
   void forget_after_fork();
@@ -73,6 +91,13 @@ class StoreImpl {
  private:
   StoreImpl() = default;
   Status open_protocol();
+  // Alone: decides whether the data file can be trusted (log.cc), replacing
+  // it with an empty one to rebuild when not. Sets rebuild_pending_.
+  Status check_data_file(const std::string& data, bool* created);
+  Status finish_open();
+  Status write_sum();
+  // Checks stoa.sum against the mapped data file (store_durable.cc).
+  Status check_sum(const std::string& sum);
   // Takes reclaim_mu_ unless this thread already holds it (reclaiming a
   // slot closes a session, whose collect may ask to reclaim again).
   class ReclaimLock {
@@ -114,7 +139,14 @@ class StoreImpl {
   std::unique_ptr<session::SessionTable> table_;
   std::unique_ptr<cycle::CycleManager> cycles_;
   std::unique_ptr<TxnManager> txns_;
+  std::unique_ptr<LogManager> log_;
   bool forked_ = false;
+  bool alone_ = false;            // this process opened the store alone
+  bool rebuild_pending_ = false;  // the data file is new: load checkpoint and log
+  RecoveryReport recovery_;
+  bool force_rebuild_ = false;
+  uint64_t rebuild_segment_size_ = 0;
+  uint64_t known_synced_ = 0;  // the clean-shutdown mark, when a sum was read
 
   // Serialises this process's reclamation work (reaping dead sessions,
   // draining parked ones: the watchdog's whole iteration) with verify() and

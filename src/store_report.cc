@@ -45,6 +45,11 @@ Result<StoreStats> StoreImpl::stats() {
   s.keys = ih->records.load(std::memory_order_relaxed);
   s.last_commit_ts = ih->next_ts.load(std::memory_order_acquire);
   s.visible_ts = ih->visible_ts.load(std::memory_order_acquire);
+  const log::LogHeader* logh = log_->header();
+  s.durable_ts = logh->synced.load(std::memory_order_acquire);
+  s.checkpoint_ts = logh->checkpoint_ts.load(std::memory_order_acquire);
+  s.log_bytes = s.last_commit_ts - std::min(s.last_commit_ts, s.checkpoint_ts);
+  s.log_failed = log_->failure();
   const uint64_t now = util::mono_ns();
   const double threshold = double(options_.stall_threshold.count()) / 1e3;
   for (uint32_t i = 0; i < table_->slot_count(); i++) {
@@ -115,6 +120,9 @@ Result<VerifyReport> StoreImpl::verify() NO_THREAD_SAFETY_ANALYSIS {
     if (st == uint32_t(session::SlotState::kRecovering)) return true;
     return st == uint32_t(session::SlotState::kLive) && (sl->generation & region::kGenMask) == gen;
   });
+  // Every checksum of the last checkpoint and of the log after it.
+  log_->verify(&rep.log_records, &rep.checkpoint_keys, &rep.problems);
+  rep.log_checked = true;
   // The index, walked under a pin of a session of our own (so nodes retired
   // by concurrent writers stay readable while we look at them).
   auto core = new_session();

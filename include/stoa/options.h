@@ -9,12 +9,20 @@
 
 namespace stoa {
 
-// What a commit promises once it returns (see DESIGN.md, guarantee 4). The
-// substrate records the choice; the log layer enforces it.
+// What a commit promises once it returns (see DESIGN.md, guarantee 4 and
+// src/log/log.cc). Every mode writes the commit's log record before commit()
+// returns; the modes differ in when it reaches the disk.
 enum class Durability : uint8_t {
-  kSync,   // commit returns after the log is on disk
-  kGroup,  // commits share an fsync within a bounded window (default)
-  kNone,   // OS write-back only: survives process crashes, not power loss
+  // commit() returns after the log is on disk (fdatasync), so the commit
+  // survives power loss. Concurrent sync commits share one fdatasync.
+  kSync,
+  // commit() returns once the record is written to the OS; a background
+  // flusher makes it durable within `group_window` (plus one fdatasync).
+  // After power loss the store holds a prefix of the commit order that
+  // contains every commit acknowledged before the last completed flush.
+  kGroup,
+  // OS write-back only: survives process crashes, not power loss.
+  kNone,
 };
 
 struct Options {
@@ -29,7 +37,18 @@ struct Options {
   uint64_t grow_chunk = uint64_t{4} << 20;    // the file grows by at least this much
   uint32_t max_sessions = 126;                // session-table slots
 
+  // Per process: sessions of this Store commit with this promise.
   Durability durability = Durability::kGroup;
+  // kGroup: the longest a commit waits before its group's fdatasync starts.
+  std::chrono::microseconds group_window{2000};
+  // The log is a series of files of this size (fixed when the store is
+  // created; at least 64 KiB, a multiple of 4 KiB).
+  uint64_t log_segment_size = uint64_t{64} << 20;
+  // A checkpoint starts when the log since the last one exceeds this many
+  // bytes and also the size of the last checkpoint (so rewriting the data
+  // costs at most about as much again as logging it). 0: only explicit
+  // checkpoints (Store::checkpoint, close after a crash repair).
+  uint64_t checkpoint_log_bytes = uint64_t{256} << 20;
 
   // A background thread per open store that notices dead sessions and
   // reclaims their slots, caches and pinned cycles. 0 turns it off (then

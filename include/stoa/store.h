@@ -66,6 +66,12 @@ struct StoreStats {
   uint64_t keys = 0;                // key records in the index (deleted keys included)
   uint64_t last_commit_ts = 0;      // last commit timestamp handed out
   uint64_t visible_ts = 0;          // every commit up to here is installed: new snapshots
+  // The log (src/log/log.cc). Timestamps are log positions: a commit's
+  // timestamp is the end of its log record.
+  uint64_t durable_ts = 0;       // every commit up to here is on disk
+  uint64_t checkpoint_ts = 0;    // the last completed checkpoint holds every commit up to here
+  uint64_t log_bytes = 0;        // log written since that checkpoint
+  std::string log_failed;        // empty, or why the log stopped accepting commits
   std::optional<SessionInfo> oldest_pin;
   // The session holding the oldest transaction snapshot (versions newer
   // than it cannot be trimmed below it).
@@ -87,8 +93,29 @@ struct VerifyReport {
   uint64_t blocks_retired = 0;
   bool index_checked = false;         // the key index was walked (needs a free session slot)
   uint64_t keys = 0;                  // key records found in the index
+  bool log_checked = false;           // every log record and checkpoint block checksum read
+  uint64_t log_records = 0;           // records checked from the checkpoint to the end
+  uint64_t checkpoint_keys = 0;       // entries checked in the last checkpoint
   std::vector<std::string> problems;  // each names the damaged place
   bool sound() const { return problems.empty(); }
+};
+
+// What opening a store found and did (Store::recover, `stoa recover`).
+struct RecoveryReport {
+  // The data file was rebuilt from the last checkpoint and the log: after
+  // an unclean shutdown followed by a reboot (its pages may be torn), when
+  // its clean-shutdown checksums did not match, when it was missing or
+  // damaged, or when asked.
+  bool rebuilt = false;
+  std::string reason;             // why it was rebuilt, or why not
+  uint64_t checkpoint_ts = 0;     // checkpoint replayed from (0: none, log from the start)
+  uint64_t checkpoint_keys = 0;   // keys loaded from it
+  uint64_t log_records = 0;       // commit records replayed after it
+  uint64_t log_bytes = 0;         // log bytes read after it
+  uint64_t end_ts = 0;            // the last commit kept (end of the valid log)
+  uint64_t truncated_bytes = 0;   // torn tail discarded (written after the last sync)
+  uint32_t sessions_recovered = 0;  // dead sessions whose commits were finished or undone
+  double seconds = 0;
 };
 
 class Store {
@@ -117,6 +144,28 @@ class Store {
 
   // Looks for dead sessions now and reclaims them; returns how many.
   Result<uint32_t> reap_dead_sessions();
+
+  // Writes a checkpoint now (online: readers and writers go on) and drops
+  // the log before it. Returns the timestamp it holds. Errors: kIo, kFull.
+  Result<uint64_t> checkpoint();
+  // Makes every commit so far durable (an fdatasync of the log).
+  Status sync();
+  // Writes an online, consistent copy of the store into `dest` (a new
+  // directory): a checkpoint of one snapshot, which opening `dest` loads.
+  // Returns the timestamp the copy holds. Errors: kExists, kIo, kFull.
+  Result<uint64_t> backup(const std::string& dest);
+  // What the open of this Store found and did.
+  const RecoveryReport& recovery() const;
+
+  // Opens the store alone (no other process may have it open: kBusy),
+  // recovers it as open() would — or rebuilds the data file from the
+  // checkpoint and log when `rebuild` — closes it, and reports.
+  static Result<RecoveryReport> recover(const std::string& path, bool rebuild = false,
+                                        const Options& options = {});
+  // Offline shrink: opens the store alone, writes a checkpoint, and
+  // rebuilds the data file from it (live data only, no free space, no log).
+  // Returns the report of the rebuild. Errors: kBusy, kIo, kFull, kCorrupt.
+  static Result<RecoveryReport> compact(const std::string& path, const Options& options = {});
 
   const std::string& path() const;
   internal::StoreImpl* impl() { return impl_.get(); }

@@ -1,13 +1,17 @@
 #include "env/env.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <fmt/format.h>
+
+#include "util/hash.h"
 
 namespace stoa {
 
@@ -112,6 +116,58 @@ Status Env::sync_dir(const std::string& path) {
   ::close(fd);
   if (rc != 0) return errno_error(err, "sync directory", path);
   return {};
+}
+
+Status Env::rename(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) {
+    return errno_error(errno, fmt::format("rename to {}", to), from);
+  }
+  return {};
+}
+
+Status Env::remove(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error(errno, "remove", path);
+  return {};
+}
+
+Status Env::truncate(int fd, uint64_t len, const std::string& path) {
+  if (::ftruncate(fd, off_t(len)) != 0) {
+    return errno_error(errno, fmt::format("truncate to {} bytes", len), path);
+  }
+  return {};
+}
+
+Result<std::vector<std::string>> Env::list_dir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) return errno_error(errno, "list directory", path);
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  ::closedir(d);
+  return names;
+}
+
+bool Env::exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+uint64_t Env::boot_id() {
+  static const uint64_t id = [] {
+    char buf[64] = {};
+    std::FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "re");
+    size_t n = 0;
+    if (f != nullptr) {
+      n = std::fread(buf, 1, sizeof(buf), f);
+      std::fclose(f);
+    }
+    // Without it every open after an unclean shutdown rebuilds: slower, safe.
+    uint64_t h = n > 0 ? util::checksum64(buf, n, 0x626f6f74) : 0;
+    return h == 0 ? 1 : h;
+  }();
+  return id;
 }
 
 }  // namespace stoa

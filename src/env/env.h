@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "stoa/result.h"
 
@@ -44,6 +45,20 @@ class Env {
   // Creates a directory; an existing one is fine.
   virtual Status make_dir(const std::string& path);
   virtual Status sync_dir(const std::string& path);
+  // Atomically replaces `to` with `from` (rename(2)); durable after
+  // sync_dir of the parent.
+  virtual Status rename(const std::string& from, const std::string& to);
+  // Removes a file; a missing one is fine.
+  virtual Status remove(const std::string& path);
+  // Sets the file's length (shrinks or extends with zeros).
+  virtual Status truncate(int fd, uint64_t len, const std::string& path);
+  // Names (not paths) of the entries of a directory, "." and ".." excluded.
+  virtual Result<std::vector<std::string>> list_dir(const std::string& path);
+  virtual bool exists(const std::string& path);
+  // Identifies the current boot of the machine (a hash of
+  // /proc/sys/kernel/random/boot_id): page-cache contents survive exactly
+  // as long as it stays the same.
+  virtual uint64_t boot_id();
 };
 
 }  // namespace stoa

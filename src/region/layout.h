@@ -30,7 +30,7 @@ namespace stoa::region {
 using Offset = uint64_t;  // byte offset in the data file; 0 means "none"
 
 inline constexpr uint32_t kPageSize = 4096;
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;  // 2: log header in the roots page
 inline constexpr char kDataMagic[8] = {'S', 'T', 'O', 'A', 'D', 'A', 'T', '1'};
 inline constexpr uint64_t kHeapMetaOffset = kPageSize;
 // One page of fixed roots for the layers above the heap (the index header,

@@ -135,10 +135,8 @@ Status Region::create(Env* env, const std::string& path, const CreateParams& p) 
   if (st.ok()) st = env->pwrite_all(fd, &footer, sizeof(footer), size - sizeof(footer), tmp);
   if (st.ok()) st = env->sync(fd, tmp);
   env->close(fd);
-  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    st = errno_error(errno, "rename into place", path);
-  }
-  if (!st.ok()) ::unlink(tmp.c_str());
+  if (st.ok()) st = env->rename(tmp, path);
+  if (!st.ok()) (void)env->remove(tmp);
   return st;
 }
 

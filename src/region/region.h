@@ -73,6 +73,8 @@ class Region {
   // it here; the caller publishes HeapMeta::file_size once the new space is
   // formatted. Errors: kFull (max_size or disk), kIo.
   Status extend(uint64_t new_size);
+  // Writes the file's dirty pages (through the mapping too) to disk.
+  Status sync() { return env_->sync(fd_, path_); }
 
  private:
   Region() = default;

@@ -35,7 +35,12 @@ struct alignas(64) TxnSlot {
   uint64_t commit_ts;                // valid from kValidating on
   uint64_t list;                     // offset of the pair list block (kOwned by the session)
   std::atomic<uint64_t> list_count;  // entries written (release before each lock)
-  uint64_t reserved[2];
+  // The log range this commit reserved, [log_start, log_start + log_len);
+  // log_len 0 when none. Written under LogHeader::reserve_mu (log.cc: a
+  // holder's death is repaired from them), cleared once the record (or a
+  // padding record) is written.
+  uint64_t log_start;
+  uint64_t log_len;
 };
 static_assert(sizeof(TxnSlot) == 64);
 
@@ -46,6 +51,8 @@ inline void reset(TxnSlot& t) {
   t.state.store(uint32_t(CommitState::kIdle), std::memory_order_relaxed);
   t.commit_ts = 0;
   t.list = 0;
+  t.log_start = 0;
+  t.log_len = 0;
   t.list_count.store(0, std::memory_order_release);
 }
 

@@ -178,26 +178,7 @@ Result<View> TxnImpl::get(std::string_view key) {
 }
 
 Result<uint64_t> TxnImpl::make_version(std::string_view value, bool tombstone) {
-  const bool inline_value = value.size() <= index::kInlineValueMax;
-  STOA_ASSIGN(uint64_t v, s_->alloc(sizeof(index::Version) + (inline_value ? value.size() : 0)));
-  auto* ver = reinterpret_cast<index::Version*>(s_->write_ptr(v));
-  ver->ts = 0;
-  ver->next.store(0, std::memory_order_relaxed);
-  ver->len = value.size() | (tombstone ? index::kTombstone : 0);
-  ver->blob = 0;
-  if (inline_value) {
-    if (!value.empty())
-      std::memcpy(s_->write_ptr(v + sizeof(index::Version)), value.data(), value.size());
-  } else {
-    auto blob = s_->alloc(value.size());
-    if (!blob.ok()) {
-      (void)s_->free(v);
-      return std::move(blob).error();
-    }
-    std::memcpy(s_->write_ptr(*blob), value.data(), value.size());
-    ver->blob = *blob;
-  }
-  return v;
+  return TxnManager::make_version(*s_, value, tombstone);
 }
 
 void TxnImpl::free_version(uint64_t v) {
@@ -362,12 +343,32 @@ Result<uint64_t> TxnImpl::commit() {
     }
     i++;
   }
+  // The log record's ops (log.cc): key order, values read from our versions.
+  std::vector<log::Op> ops;
+  ops.reserve(n);
+  for (const auto& [key, v] : writes_) {
+    log::Op op;
+    op.key = key;
+    op.del = is_tombstone(v);
+    if (!op.del) op.value = value_of(v).str();
+    ops.push_back(op);
+  }
+  const uint64_t len = log::commit_size(ops);
+  LogManager& lg = store_->log();
   t.installing.store(txn::kReserving, std::memory_order_seq_cst);
-  const uint64_t cts = mgr_->header()->next_ts.fetch_add(1, std::memory_order_seq_cst) + 1;
-  t.installing.store(cts, std::memory_order_seq_cst);
+  auto start = lg.reserve(*s_, len);
+  if (!start.ok()) {
+    release_commit(n, true);
+    abort();
+    return std::move(start).error();
+  }
+  const uint64_t cts = *start + len;
+  t.installing.store(*start + 1, std::memory_order_seq_cst);  // +1: 0 means "none"
   t.commit_ts = cts;
   t.state.store(uint32_t(txn::CommitState::kValidating), std::memory_order_release);
   if (Status st = validate(); !st.ok()) {
+    (void)lg.write_padding(*start, len);
+    t.log_len = 0;
     release_commit(n, true);
     abort();
     return std::move(st).error();
@@ -377,6 +378,8 @@ Result<uint64_t> TxnImpl::commit() {
     reinterpret_cast<index::Version*>(r.rw(pairs[k].version))->ts = cts;
   t.state.store(uint32_t(txn::CommitState::kInstalling),
                 std::memory_order_seq_cst);  // commit point
+  Status logged = lg.write_commit(*start, len, ops);
+  t.log_len = 0;
   for (uint64_t k = 0; k < n; k++) {
     auto* rec = tree.record_rw(pairs[k].record);
     auto* ver = reinterpret_cast<index::Version*>(r.rw(pairs[k].version));
@@ -391,6 +394,9 @@ Result<uint64_t> TxnImpl::commit() {
   mgr_->notify_commit();
   mgr_->await_visible(cts);
   end();
+  // Installed and visible; now the promise of the durability mode.
+  if (!logged.ok()) return std::move(logged).error();
+  STOA_TRY(lg.after_commit(cts, store_->options().durability));
   return cts;
 }
 

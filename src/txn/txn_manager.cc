@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <thread>
 
 #include <fmt/format.h>
@@ -179,6 +180,35 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
   region::Region& r = store_->region();
   region::Heap& heap = store_->heap();
   const uint64_t count = t.list_count.load(std::memory_order_acquire);
+  // Its log range first (log.cc): the record again from the commit list if
+  // it passed the commit point, else padding. Before the watermark moves.
+  store_->log().settle_dead(
+      &t.log_start, &t.log_len, state == txn::CommitState::kInstalling,
+      [&](std::vector<log::Op>* ops, std::vector<std::string>*) {
+        if (t.list == 0 || !r.ensure(t.list, count * 16).ok()) return;
+        const auto* pairs = reinterpret_cast<const txn::CommitPair*>(r.ro(t.list));
+        for (uint64_t i = 0; i < count; i++) {
+          if (!r.ensure(pairs[i].record, sizeof(index::KeyRecord)).ok() ||
+              !r.ensure(pairs[i].version, sizeof(index::Version)).ok()) {
+            ops->clear();
+            return;
+          }
+          const auto* ver = reinterpret_cast<const index::Version*>(r.ro(pairs[i].version));
+          log::Op op;
+          op.key = tree_.key_of(pairs[i].record);
+          op.del = (ver->len & index::kTombstone) != 0;
+          if (!op.del) {
+            uint64_t len = ver->len;
+            uint64_t at = ver->blob != 0 ? ver->blob : pairs[i].version + sizeof(index::Version);
+            if (!r.ensure(at, len).ok()) {
+              ops->clear();
+              return;
+            }
+            op.value = std::string_view(r.ro(at), size_t(len));
+          }
+          ops->push_back(op);
+        }
+      });
   if (state != txn::CommitState::kIdle && t.list != 0 && r.ensure(t.list, count * 16).ok()) {
     const auto* pairs = reinterpret_cast<const txn::CommitPair*>(r.ro(t.list));
     for (uint64_t i = 0; i < count; i++) {
@@ -219,6 +249,72 @@ void TxnManager::reset_alone() {
   if (h->low_water.load(std::memory_order_relaxed) > g)
     h->low_water.store(g, std::memory_order_relaxed);
   h->waiters.store(0, std::memory_order_relaxed);
+}
+
+Result<uint64_t> TxnManager::make_version(SessionCore& s, std::string_view value, bool tombstone) {
+  const bool inline_value = value.size() <= index::kInlineValueMax;
+  STOA_ASSIGN(uint64_t v, s.alloc(sizeof(index::Version) + (inline_value ? value.size() : 0)));
+  auto* ver = reinterpret_cast<index::Version*>(s.write_ptr(v));
+  ver->ts = 0;
+  ver->next.store(0, std::memory_order_relaxed);
+  ver->len = value.size() | (tombstone ? index::kTombstone : 0);
+  ver->blob = 0;
+  if (inline_value) {
+    if (!value.empty())
+      std::memcpy(s.write_ptr(v + sizeof(index::Version)), value.data(), value.size());
+  } else {
+    auto blob = s.alloc(value.size());
+    if (!blob.ok()) {
+      (void)s.free(v);
+      return std::move(blob).error();
+    }
+    std::memcpy(s.write_ptr(*blob), value.data(), value.size());
+    ver->blob = *blob;
+  }
+  return v;
+}
+
+Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) {
+  if (ops.empty()) return {};
+  std::sort(ops.begin(), ops.end(),
+            [](const log::Op& a, const log::Op& b) { return a.key < b.key; });
+  std::vector<std::string_view> keys;
+  keys.reserve(ops.size());
+  for (const log::Op& op : ops) {
+    if (!keys.empty() && keys.back() == op.key) {
+      return Error(Code::kCorrupt, fmt::format("commit {} writes one key twice", ts));
+    }
+    if (op.key.empty() || op.key.size() > kMaxKeySize) {
+      return Error(Code::kCorrupt, fmt::format("commit {} has a key of {} bytes", ts, op.key.size()));
+    }
+    keys.push_back(op.key);
+  }
+  s.pin();
+  struct Unpin {
+    SessionCore& s;
+    ~Unpin() { s.unpin(); }
+  } unpin{s};
+  std::vector<uint64_t> recs;
+  STOA_TRY(tree_.find_or_insert_batch(s, keys, &recs));
+  region::Region& r = store_->region();
+  for (size_t i = 0; i < ops.size(); i++) {
+    STOA_ASSIGN(uint64_t v, make_version(s, ops[i].value, ops[i].del));
+    auto* ver = reinterpret_cast<index::Version*>(s.write_ptr(v));
+    ver->ts = ts;
+    if (ver->blob != 0) STOA_TRY(s.publish(ver->blob));
+    STOA_TRY(s.publish(v));
+    index::KeyRecord* rec = tree_.record_rw(recs[i]);
+    uint64_t old = rec->head.load(std::memory_order_relaxed);
+    rec->head.store(v, std::memory_order_release);
+    while (old != 0) {  // alone: no snapshot can need them
+      const auto* o = reinterpret_cast<const index::Version*>(r.ro(old));
+      uint64_t next = o->next.load(std::memory_order_relaxed);
+      if (o->blob != 0) (void)s.retire(o->blob);
+      (void)s.retire(old);
+      old = next;
+    }
+  }
+  return {};
 }
 
 void TxnManager::notify_commit() {

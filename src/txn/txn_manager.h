@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "index/btree.h"
+#include "log/record.h"
 #include "session/layout.h"
 #include "stoa/result.h"
 #include "txn/layout.h"
@@ -60,6 +61,13 @@ class TxnManager {
 
   // Wakes Txn::retry waiters after a commit.
   void notify_commit();
+
+  // A new version of `value` (kOwned by the session; large values in their
+  // own block), timestamp 0, not linked. Errors: kFull.
+  static Result<uint64_t> make_version(SessionCore& s, std::string_view value, bool tombstone);
+  // Alone (recovery): installs `ops` as one commit at timestamp `ts`,
+  // replacing each key's versions. Errors: kFull, kCorrupt (repeated keys).
+  Status apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops);
 
  private:
   StoreImpl* store_;

@@ -30,6 +30,15 @@ LockResult shm_mutex_lock(region::ShmMutex* m) {
 
 void shm_mutex_consistent(region::ShmMutex* m) { pthread_mutex_consistent(&m->m); }
 
+bool shm_mutex_try_lock(region::ShmMutex* m) {
+  int rc = pthread_mutex_trylock(&m->m);
+  if (rc == EOWNERDEAD) {
+    pthread_mutex_consistent(&m->m);
+    return true;
+  }
+  return rc == 0;
+}
+
 void shm_mutex_unlock(region::ShmMutex* m) { pthread_mutex_unlock(&m->m); }
 
 }  // namespace stoa::util

@@ -25,6 +25,10 @@ void shm_mutex_init(region::ShmMutex* m);
 // corrupted), since continuing would break mutual exclusion.
 LockResult shm_mutex_lock(region::ShmMutex* m);
 void shm_mutex_consistent(region::ShmMutex* m);
+// Takes the mutex if it is free: true when held (a dead previous holder's
+// mutex is made consistent first: callers use it only where there is
+// nothing to repair).
+bool shm_mutex_try_lock(region::ShmMutex* m);
 void shm_mutex_unlock(region::ShmMutex* m);
 
 }  // namespace stoa::util

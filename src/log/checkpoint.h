@@ -1,0 +1,77 @@
+// log/checkpoint.h — checkpoint files: writing one from a snapshot, reading
+// one back block by block (layout.h has the bytes, checkpoint.cc the essay).
+//
+// Thread safety: a CheckpointReader belongs to one thread; the functions
+// are thread-safe.
+#ifndef STOA_LOG_CHECKPOINT_H_
+#define STOA_LOG_CHECKPOINT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "env/env.h"
+#include "log/layout.h"
+#include "log/record.h"
+#include "stoa/result.h"
+
+namespace stoa::internal {
+
+class StoreImpl;
+class SessionCore;
+
+std::string checkpoint_name(uint64_t ts);
+// The timestamp a checkpoint file name stands for, if it is one.
+std::optional<uint64_t> parse_checkpoint_name(const std::string& name);
+// The newest complete checkpoint file in `dir` (by name; its contents are
+// checked when read), if any.
+Result<std::optional<std::string>> newest_checkpoint(Env* env, const std::string& dir);
+
+struct SnapshotFile {
+  uint64_t ts = 0;
+  uint64_t bytes = 0;
+  uint64_t keys = 0;
+  std::string path;
+};
+// Writes every live key of the newest snapshot (taken here, held in the
+// session's slot while it runs) into `dir`/ckpt-<ts>.stoa: under a
+// temporary name, synced, renamed, directory synced. The session pins a
+// cycle only for one chunk of keys at a time. `before_write`, when set, runs
+// once the snapshot is taken (the log syncs up to it there).
+Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
+                                    const std::string& dir,
+                                    const std::function<Status(uint64_t ts)>& before_write);
+
+class CheckpointReader {
+ public:
+  // Opens and checks the header. kCorrupt names the file and offset.
+  static Result<std::unique_ptr<CheckpointReader>> open(Env* env, const std::string& path);
+  ~CheckpointReader();
+  const log::CheckpointHeader& header() const { return hdr_; }
+  // The next block's entries (views into this reader, valid until the next
+  // call); false after the last block, once the footer checked out.
+  Result<bool> next(std::vector<log::Op>* entries);
+  uint64_t keys() const { return keys_; }
+  uint64_t file_bytes() const { return size_; }
+
+ private:
+  CheckpointReader() = default;
+  Error corrupt(uint64_t at, const std::string& what) const;
+  Env* env_ = nullptr;
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  uint64_t at_ = 0;
+  uint64_t blocks_ = 0;
+  uint64_t keys_ = 0;
+  bool done_ = false;
+  log::CheckpointHeader hdr_{};
+  std::string buf_;
+};
+
+}  // namespace stoa::internal
+
+#endif  // STOA_LOG_CHECKPOINT_H_

@@ -1,0 +1,355 @@
+// log/log.cc — the write-ahead log: reservation, records, group commit.
+//
+// What is durable. The data file is a mapped heap that many processes write
+// with plain stores; the kernel writes its pages back in any order and a
+// power cut can tear one. So after a power cut its pages are never trusted:
+// the durable truth is the newest checkpoint file plus the log after it
+// (checkpoint.cc, recovery.cc). The data file is trusted only while the
+// page cache that holds it survives (a lone opener finds its own boot id in
+// LogHeader) or when the last closer synced it and left checksums of every
+// 1 MiB of it (`stoa.sum`) that still match. This is the shadow-copy answer
+// to torn pages: nothing that is written in place is ever replayed onto.
+//
+// Log positions are timestamps. A commit's timestamp is the LSN just past
+// its record, so log order is commit order and a prefix of the log is a
+// prefix of the commit order, with nothing else to keep in step.
+//
+// A commit, in order (txn.cc has the rest):
+//  1. Announce kReserving (the watermark stops), then under reserve_mu:
+//     note the holder's slot, create the segment if the record would run
+//     past the allocated end (ENOSPC here fails the commit cleanly: nothing
+//     is reserved yet), write [start, start+len) into the session's commit
+//     record, then advance the tail (IndexHeader::next_ts). Announce start.
+//  2. Validate. A transaction that fails writes a padding record over its
+//     range, so the log has no holes.
+//  3. Commit point (kInstalling), then write the record with pwrite, then
+//     clear the range from the commit record, install, clear the
+//     announcement. The visibility watermark cannot pass a record before
+//     it is written, so every commit at or below visible_ts is in the OS.
+//  4. kSync: fdatasync up to the watermark (one caller at a time under
+//     flush_mu; who waits meanwhile finds its commit covered by the next
+//     sync: group commit). kGroup: ask a flusher thread (any process), which
+//     waits group_window for company, then syncs. kNone: nothing.
+//
+// Death. A holder of reserve_mu that dies leaves the robust mutex
+// owner-died; the next holder repairs: if the dead slot's range starts at
+// the tail, the tail never moved and the range is cleared. A committer that
+// dies with a range is settled by whoever recovers its session: commit
+// point passed -> the record is rebuilt from its commit list (the same
+// bytes), else padding. Both happen before its watermark entry is cleared.
+//
+// Failure. A failed write or fdatasync sets failed_at: from then on no
+// commit at or past it is acknowledged and none may start, because after
+// a failed fdatasync the kernel may have dropped the dirty pages and a
+// retry would report success for data that is gone (never retried). The
+// next lone open repairs by writing a checkpoint from the data file, which
+// is intact in memory, and starting the log after it.
+//
+// Torn tails. Every record carries the `synced` mark known when it was
+// written. Recovery stops at the first invalid record; that is a torn tail
+// only if it lies past every mark seen (and past the checkpoint and the
+// clean-shutdown mark) and no valid record further on claims otherwise.
+// Otherwise the log was damaged where it had been on disk: open refuses.
+#include "log/log.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "store_impl.h"
+#include "util/shm_mutex.h"
+
+namespace stoa::internal {
+
+namespace {
+
+void futex_wait(std::atomic<uint32_t>* w, uint32_t expected, int64_t ns) {
+  struct timespec ts{time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)};
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+void futex_wake(std::atomic<uint32_t>* w, int n) {
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAKE, n, nullptr, nullptr, 0);
+}
+
+// The encode buffer of this thread (kept between commits, trimmed when big).
+std::string& encode_buffer() {
+  thread_local std::string buf;
+  return buf;
+}
+
+}  // namespace
+
+LogManager::LogManager(StoreImpl* store, Env* env, const std::string& dir, uint64_t segment_size)
+    : store_(store),
+      env_(env),
+      hdr_(reinterpret_cast<log::LogHeader*>(
+          store->region().rw(region::kRootsOffset + log::kLogHeaderOffset))),
+      files_(env, dir, segment_size) {}
+
+LogManager::~LogManager() { stop(); }
+
+void LogManager::init_alone(bool fresh) {
+  if (fresh || hdr_->magic != log::kLogMagic) {
+    std::memset(static_cast<void*>(hdr_), 0, sizeof(*hdr_));
+    hdr_->segment_size = files_.segment_size();
+    hdr_->magic = log::kLogMagic;
+  }
+  util::shm_mutex_init(&hdr_->reserve_mu);
+  util::shm_mutex_init(&hdr_->flush_mu);
+  util::shm_mutex_init(&hdr_->ckpt_mu);
+  hdr_->flush_request.store(0, std::memory_order_relaxed);
+  hdr_->ckpt_request.store(0, std::memory_order_relaxed);
+  // Segments past the tail may be missing (a rebuild cut them): make the
+  // next reservation create what it needs.
+  uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
+  uint64_t seg = files_.segment_size();
+  hdr_->allocated_end.store(tail / seg * seg, std::memory_order_relaxed);
+  if (hdr_->synced.load(std::memory_order_relaxed) > tail) hdr_->synced.store(tail);
+}
+
+void LogManager::start() {
+  const Options& o = store_->options();
+  if (o.durability == Durability::kGroup) flusher_ = std::thread([this] { flusher_loop(); });
+  if (o.checkpoint_log_bytes > 0) checkpointer_ = std::thread([this] { checkpointer_loop(); });
+}
+
+void LogManager::stop() {
+  stop_flag_.store(true);
+  {
+    util::MutexLock g(thread_mu_);
+    stopping_ = true;
+  }
+  thread_cv_.notify_all();
+  // Wake our own threads (others' wake spuriously and go back to sleep).
+  futex_wake(&hdr_->flush_request, INT32_MAX);
+  futex_wake(&hdr_->ckpt_request, INT32_MAX);
+  if (flusher_.joinable()) flusher_.join();
+  if (checkpointer_.joinable()) checkpointer_.join();
+}
+
+void LogManager::forget_after_fork() {
+  if (flusher_.joinable()) flusher_.detach();
+  if (checkpointer_.joinable()) checkpointer_.detach();
+  files_.forget();
+}
+
+// --- reservation -------------------------------------------------------------
+
+void LogManager::repair_reserve_locked() {
+  const uint32_t slot = hdr_->reserve_slot;
+  session::SessionTable& t = store_->table();
+  if (slot >= t.slot_count()) return;
+  txn::TxnSlot& ts = t.slot(slot)->txn;
+  const uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
+  if (ts.log_len != 0 && ts.log_start + ts.log_len > tail) ts.log_len = 0;  // never reserved
+}
+
+Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
+  if (util::shm_mutex_lock(&hdr_->reserve_mu) == util::LockResult::kOwnerDied) {
+    repair_reserve_locked();
+    util::shm_mutex_consistent(&hdr_->reserve_mu);
+  }
+  hdr_->reserve_slot = s.slot();
+  index::IndexHeader* ih = store_->txns().header();
+  Status st;
+  uint64_t start = 0;
+  if (uint64_t f = hdr_->failed_at.load(); f != 0) {
+    st = Error(Code::kIo, fmt::format("the log failed at {} ({}); reopen the store to repair it", f,
+                                      failure()));
+  } else {
+    start = ih->next_ts.load(std::memory_order_relaxed);
+    const uint64_t end = start + len;
+    uint64_t have = hdr_->allocated_end.load(std::memory_order_relaxed);
+    if (end > have) {
+      st = files_.create_segments(have, end);
+      if (st.ok()) {
+        const uint64_t seg = files_.segment_size();
+        hdr_->allocated_end.store((end - 1) / seg * seg + seg, std::memory_order_relaxed);
+      }
+    }
+    if (st.ok()) {
+      txn::TxnSlot& t = s.slot_ptr()->txn;
+      t.log_start = start;
+      t.log_len = len;
+      ih->next_ts.store(end, std::memory_order_seq_cst);
+    }
+  }
+  util::shm_mutex_unlock(&hdr_->reserve_mu);
+  if (!st.ok()) return std::move(st).error();
+  return start;
+}
+
+Status LogManager::write_commit(uint64_t lsn, uint64_t len, const std::vector<log::Op>& ops) {
+  std::string& buf = encode_buffer();
+  if (log::commit_size(ops) != len) {
+    Error e(Code::kCorrupt, fmt::format("log record at {} would take {} bytes, {} reserved", lsn,
+                                        log::commit_size(ops), len));
+    fail(lsn, e);
+    return e;
+  }
+  buf.resize(size_t(len));
+  log::encode_commit(buf.data(), lsn, hdr_->synced.load(std::memory_order_acquire), ops);
+  Status st = files_.write(lsn, buf.data(), len);
+  if (buf.size() > (size_t{4} << 20)) std::string().swap(buf);
+  if (!st.ok()) {
+    fail(lsn, st.error());
+    return Error(Code::kIo, fmt::format("commit not logged: {}", st.error().message()));
+  }
+  return {};
+}
+
+Status LogManager::write_padding(uint64_t lsn, uint64_t len) {
+  log::RecordHeader h = log::padding(lsn, len, hdr_->synced.load(std::memory_order_acquire));
+  Status st = files_.write(lsn, &h, sizeof(h));
+  if (!st.ok()) fail(lsn, st.error());
+  return st;
+}
+
+Status LogManager::settle_locked(uint64_t* log_start, uint64_t* log_len, bool committed,
+                                 const std::vector<log::Op>* ops) {
+  if (util::shm_mutex_lock(&hdr_->reserve_mu) == util::LockResult::kOwnerDied) {
+    repair_reserve_locked();
+    util::shm_mutex_consistent(&hdr_->reserve_mu);
+  }
+  const uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
+  if (*log_len != 0 && *log_start + *log_len > tail) *log_len = 0;  // never reserved
+  util::shm_mutex_unlock(&hdr_->reserve_mu);
+  if (*log_len == 0) return {};
+  Status st = committed && ops != nullptr && !ops->empty()
+                  ? write_commit(*log_start, *log_len, *ops)
+                  : write_padding(*log_start, *log_len);
+  *log_len = 0;
+  return st;
+}
+
+// --- durability --------------------------------------------------------------
+
+void LogManager::fail(uint64_t at, const Error& why) {
+  {
+    util::MutexLock g(fail_mu_);
+    if (failure_.empty()) failure_ = why.to_string();
+  }
+  uint64_t expected = 0;
+  hdr_->failed_at.compare_exchange_strong(expected, std::max<uint64_t>(at, 1));
+}
+
+std::string LogManager::failure() const {
+  util::MutexLock g(fail_mu_);
+  if (!failure_.empty()) return failure_;
+  uint64_t f = hdr_->failed_at.load();
+  return f == 0 ? std::string() : fmt::format("a write or sync failed (in another process) at {}", f);
+}
+
+Status LogManager::flush(uint64_t target) {
+  if (hdr_->synced.load(std::memory_order_acquire) >= target) return {};
+  if (util::shm_mutex_lock(&hdr_->flush_mu) == util::LockResult::kOwnerDied) {
+    util::shm_mutex_consistent(&hdr_->flush_mu);  // `synced` moves only after a sync: nothing to undo
+  }
+  Status st;
+  const uint64_t from = hdr_->synced.load(std::memory_order_relaxed);
+  const uint64_t failed = hdr_->failed_at.load();
+  if (from >= target) {
+    // covered by the flush we waited for
+  } else if (failed != 0 && target > failed) {
+    st = Error(Code::kIo, fmt::format("commit at {} is not durable: {}", target, failure()));
+  } else {
+    uint64_t upto = store_->txns().header()->visible_ts.load(std::memory_order_seq_cst);
+    if (failed != 0) upto = std::min(upto, failed);
+    Status s = files_.sync(from, upto);
+    if (s.ok()) {
+      if (upto > from) hdr_->synced.store(upto, std::memory_order_release);
+      if (upto < target) {
+        st = Error(Code::kIo, fmt::format("commit at {} is not durable yet: an earlier commit is "
+                                          "still being installed",
+                                          target));
+      }
+    } else {
+      fail(from, s.error());
+      st = Error(Code::kIo, fmt::format("commit at {} is not durable: {}", target, s.error().message()));
+    }
+  }
+  util::shm_mutex_unlock(&hdr_->flush_mu);
+  return st;
+}
+
+Status LogManager::flush_all() {
+  uint64_t v = store_->txns().header()->visible_ts.load(std::memory_order_seq_cst);
+  return flush(v);
+}
+
+Status LogManager::after_commit(uint64_t ts, Durability mode) {
+  uint64_t failed = hdr_->failed_at.load();
+  if (failed != 0 && ts > failed) {
+    return Error(Code::kIo, fmt::format("commit at {} is not durable: {}", ts, failure()));
+  }
+  request_checkpoint(ts);
+  switch (mode) {
+    case Durability::kSync:
+      return flush(ts);
+    case Durability::kGroup:
+      if (hdr_->flush_request.load(std::memory_order_seq_cst) == 0 &&
+          hdr_->flush_request.exchange(1, std::memory_order_seq_cst) == 0) {
+        futex_wake(&hdr_->flush_request, 1);
+      }
+      return {};
+    case Durability::kNone:
+      return {};
+  }
+  return {};
+}
+
+void LogManager::flusher_loop() {
+  const auto window = store_->options().group_window;
+  while (!stop_flag_.load()) {
+    futex_wait(&hdr_->flush_request, 0, 100'000'000);
+    if (stop_flag_.load()) break;
+    if (hdr_->flush_request.load(std::memory_order_seq_cst) == 0) continue;
+    if (window.count() > 0) {
+      util::MutexLock g(thread_mu_);
+      thread_cv_.wait_for(thread_mu_, window, [&]() REQUIRES(thread_mu_) { return stopping_; });
+    }
+    // Clear, then read the watermark (seq_cst both, pairing with the
+    // committer's install-then-request): a request we clear is covered.
+    hdr_->flush_request.store(0, std::memory_order_seq_cst);
+    (void)flush_all();
+  }
+}
+
+// --- checkpoint triggering -----------------------------------------------------
+
+void LogManager::request_checkpoint(uint64_t ts) {
+  const uint64_t every = store_->options().checkpoint_log_bytes;
+  if (every == 0) return;
+  const uint64_t since = ts - std::min(ts, hdr_->checkpoint_ts.load(std::memory_order_relaxed));
+  if (since < std::max(every, hdr_->checkpoint_bytes.load(std::memory_order_relaxed))) return;
+  if (hdr_->ckpt_request.load(std::memory_order_relaxed) == 0 &&
+      hdr_->ckpt_request.exchange(1) == 0) {
+    futex_wake(&hdr_->ckpt_request, 1);
+  }
+}
+
+void LogManager::checkpointer_loop() {
+  while (!stop_flag_.load()) {
+    futex_wait(&hdr_->ckpt_request, 0, 200'000'000);
+    if (stop_flag_.load()) break;
+    if (hdr_->ckpt_request.load() == 0) continue;
+    auto s = store_->new_session();
+    if (!s.ok()) continue;
+    auto r = checkpoint(**s, /*wait=*/false);
+    if (r.ok() || r.error().code() != Code::kBusy) hdr_->ckpt_request.store(0);
+    (void)store_->close_session(*s);
+    if (!r.ok() && r.error().code() == Code::kBusy) {
+      util::MutexLock g(thread_mu_);
+      thread_cv_.wait_for(thread_mu_, std::chrono::milliseconds(10),
+                          [&]() REQUIRES(thread_mu_) { return stopping_; });
+    }
+  }
+}
+
+}  // namespace stoa::internal
