@@ -163,6 +163,19 @@ class StoreImpl {
   std::thread watchdog_;
 };
 
+// Builds a public Store around an opened StoreImpl (tests open with their
+// own Env this way).
+struct StoreAccess {
+  static std::unique_ptr<Store> wrap(std::unique_ptr<StoreImpl> impl) {
+    return std::unique_ptr<Store>(new Store(std::move(impl)));
+  }
+  static Result<std::unique_ptr<Store>> open(const std::string& path, const Options& options,
+                                             Env* env) {
+    STOA_ASSIGN(auto impl, StoreImpl::open(path, options, env));
+    return wrap(std::move(impl));
+  }
+};
+
 }  // namespace stoa::internal
 
 #endif  // STOA_STORE_IMPL_H_

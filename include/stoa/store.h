@@ -32,6 +32,7 @@ class Session;
 namespace internal {
 class StoreImpl;
 class SessionCore;
+struct StoreAccess;
 }  // namespace internal
 
 // One row of the session table, as `stats()` reports it.
@@ -171,6 +172,7 @@ class Store {
   internal::StoreImpl* impl() { return impl_.get(); }
 
  private:
+  friend struct internal::StoreAccess;
   explicit Store(std::unique_ptr<internal::StoreImpl> impl);
   std::unique_ptr<internal::StoreImpl> impl_;
 };

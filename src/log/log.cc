@@ -199,7 +199,9 @@ Status LogManager::write_commit(uint64_t lsn, uint64_t len, const std::vector<lo
   if (buf.size() > (size_t{4} << 20)) std::string().swap(buf);
   if (!st.ok()) {
     fail(lsn, st.error());
-    return Error(Code::kIo, fmt::format("commit not logged: {}", st.error().message()));
+    return Error(Code::kIo, fmt::format("commit at {} is not durable: its log record was not "
+                                        "written: {}",
+                                        lsn + len, st.error().message()));
   }
   return {};
 }
