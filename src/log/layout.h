@@ -134,13 +134,18 @@ struct LogHeader {
   std::atomic<uint32_t> ckpt_request;  // the same for checkpointers
   // The slot holding reserve_mu, written under it (repair after its death).
   uint32_t reserve_slot;
-  uint32_t reserved1;
+  // Bumped (release) after every sync attempt; committers waiting for the
+  // running fdatasync sleep on it (a futex) instead of queueing on flush_mu.
+  std::atomic<uint32_t> sync_seq;
   uint64_t reserved[4];
   alignas(64) region::ShmMutex reserve_mu;  // LSN reservation, segment creation
   alignas(64) region::ShmMutex flush_mu;    // one fdatasync at a time; `synced`
   alignas(64) region::ShmMutex ckpt_mu;     // one checkpoint at a time
 };
 static_assert(std::is_standard_layout_v<LogHeader>);
+static_assert(offsetof(LogHeader, allocated_end) == 32 && offsetof(LogHeader, sync_seq) == 84 &&
+              offsetof(LogHeader, reserve_mu) == 128 && offsetof(LogHeader, flush_mu) == 192 &&
+              offsetof(LogHeader, ckpt_mu) == 256);
 static_assert(kLogHeaderOffset + sizeof(LogHeader) <= region::kPageSize);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 

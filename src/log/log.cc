@@ -59,6 +59,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -249,35 +250,49 @@ std::string LogManager::failure() const {
 }
 
 Status LogManager::flush(uint64_t target) {
-  if (hdr_->synced.load(std::memory_order_acquire) >= target) return {};
-  if (util::shm_mutex_lock(&hdr_->flush_mu) == util::LockResult::kOwnerDied) {
-    util::shm_mutex_consistent(&hdr_->flush_mu);  // `synced` moves only after a sync: nothing to undo
-  }
-  Status st;
-  const uint64_t from = hdr_->synced.load(std::memory_order_relaxed);
-  const uint64_t failed = hdr_->failed_at.load();
-  if (from >= target) {
-    // covered by the flush we waited for
-  } else if (failed != 0 && target > failed) {
-    st = Error(Code::kIo, fmt::format("commit at {} is not durable: {}", target, failure()));
-  } else {
-    uint64_t upto = store_->txns().header()->visible_ts.load(std::memory_order_seq_cst);
-    if (failed != 0) upto = std::min(upto, failed);
-    Status s = files_.sync(from, upto);
-    if (s.ok()) {
-      if (upto > from) hdr_->synced.store(upto, std::memory_order_release);
-      if (upto < target) {
-        st = Error(Code::kIo, fmt::format("commit at {} is not durable yet: an earlier commit is "
-                                          "still being installed",
-                                          target));
-      }
-    } else {
-      fail(from, s.error());
-      st = Error(Code::kIo, fmt::format("commit at {} is not durable: {}", target, s.error().message()));
+  // One leader syncs; whoever comes meanwhile sleeps until that sync ends
+  // and then finds its commit covered (or leads the next one): one
+  // fdatasync for everything written before it started.
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    if (hdr_->synced.load(std::memory_order_acquire) >= target) return {};
+    const uint32_t seq = hdr_->sync_seq.load(std::memory_order_acquire);
+    if (!util::shm_mutex_try_lock(&hdr_->flush_mu)) {
+      futex_wait(&hdr_->sync_seq, seq, 10'000'000);
+      continue;
     }
+    Status st;
+    bool done = true;
+    const uint64_t from = hdr_->synced.load(std::memory_order_relaxed);
+    const uint64_t failed = hdr_->failed_at.load();
+    if (from >= target) {
+      // covered by the sync that just ended
+    } else if (failed != 0 && target > failed) {
+      st = Error(Code::kIo, fmt::format("commit at {} is not durable: {}", target, failure()));
+    } else {
+      uint64_t upto = store_->txns().header()->visible_ts.load(std::memory_order_seq_cst);
+      if (failed != 0) upto = std::min(upto, failed);
+      Status s = files_.sync(from, upto);
+      if (s.ok()) {
+        if (upto > from) hdr_->synced.store(upto, std::memory_order_release);
+        if (upto < target) done = false;  // an earlier commit is still installing
+      } else {
+        fail(from, s.error());
+        st = Error(Code::kIo,
+                   fmt::format("commit at {} is not durable: {}", target, s.error().message()));
+      }
+    }
+    util::shm_mutex_unlock(&hdr_->flush_mu);
+    hdr_->sync_seq.fetch_add(1, std::memory_order_release);
+    futex_wake(&hdr_->sync_seq, INT32_MAX);
+    if (!st.ok() || done) return st;
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(10)) {
+      return Error(Code::kTimeout, fmt::format("commit at {} is not durable yet: an earlier "
+                                               "commit has been installing for 10 s",
+                                               target));
+    }
+    std::this_thread::yield();
   }
-  util::shm_mutex_unlock(&hdr_->flush_mu);
-  return st;
 }
 
 Status LogManager::flush_all() {

@@ -156,6 +156,8 @@ View TxnImpl::value_of(uint64_t v) const {
 }
 
 Error TxnImpl::fail(Error e) {
+  // Damage found by this session: its flight recorder goes to a file first.
+  if (e.code() == Code::kCorrupt) e = store_->corruption(s_, std::move(e));
   failed_ = e;
   return e;
 }
@@ -329,7 +331,7 @@ Result<uint64_t> TxnImpl::commit() {
   if (Status st = tree.find_or_insert_batch(*s_, keys, &recs); !st.ok()) {
     release_commit(0, false);
     abort();
-    return std::move(st).error();
+    return store_->corruption(s_, std::move(st).error());
   }
   uint64_t i = 0;
   for (const auto& [key, v] : writes_) {
