@@ -46,7 +46,7 @@ test-tsan: deps
 	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
 	  -DSTOA_SANITIZE=thread -DSTOA_BUILD_BENCH=OFF
 	cmake --build build-tsan -j$(JOBS)
-	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	STOA_POWER_CUTS=200 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  $(NOASLR) $(CTEST) --test-dir build-tsan -LE no-tsan
 
 bench: build

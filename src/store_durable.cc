@@ -128,7 +128,9 @@ Status StoreImpl::check_data_file(const std::string& data, bool* created) {
     cp.max_sessions = ck_hdr->max_sessions;
   }
   region_.reset();
-  STOA_TRY(env_->remove(data));
+  // Kept aside until the rebuild succeeds: if the checkpoint or log turns
+  // out damaged, the old file comes back rather than nothing.
+  if (env_->exists(data)) STOA_TRY(env_->rename(data, data + ".prev"));
   STOA_TRY(region::Region::create(env_, data, cp));
   STOA_TRY(env_->make_dir(log_dir));
   STOA_TRY(env_->sync_dir(path_));
@@ -208,14 +210,23 @@ Status StoreImpl::write_sum() {
 
 Status StoreImpl::finish_open() {
   if (!alone_) return {};
-  const uint32_t before = uint32_t(table_->header()->recoveries.load(std::memory_order_relaxed));
+  const uint32_t before = uint32_t(recoveries_before_);
   if (rebuild_pending_) {
     log_->set_known_synced(known_synced_);
     STOA_ASSIGN(SessionCore * c, new_session());
     Status st = log_->rebuild(*c, &recovery_);
     (void)close_session(c);
-    STOA_TRY(st);
+    const std::string data = path_ + "/" + kDataFileName;
+    if (!st.ok()) {
+      // Put the old data file back (the next open decides again).
+      if (env_->exists(data + ".prev")) {
+        (void)env_->rename(data + ".prev", data);
+        (void)env_->sync_dir(path_);
+      }
+      return st;
+    }
     rebuild_pending_ = false;
+    (void)env_->remove(data + ".prev");
   } else if (uint64_t f = log_->header()->failed_at.load(); f != 0) {
     // The log broke in the last run (log.cc): the data file holds every
     // commit; a checkpoint of it makes them durable and restarts the log.
@@ -230,8 +241,8 @@ Status StoreImpl::finish_open() {
                                "failed: {}",
                                path_, r.error().message()));
     }
-    recovery_.reason += fmt::format("; the log had failed at {}: repaired by a checkpoint at {}",
-                                    f, r->ts);
+    recovery_.reason +=
+        fmt::format("; the log had failed at {}: repaired by a checkpoint at {}", f, r->ts);
   }
   recovery_.sessions_recovered =
       uint32_t(table_->header()->recoveries.load(std::memory_order_relaxed)) - before;
@@ -292,8 +303,7 @@ Error StoreImpl::corruption(SessionCore* core, Error e) {
   if (e.code() != Code::kCorrupt) return e;
   auto f = dump_recorder(core);
   if (!f.ok()) return e;
-  return Error(Code::kCorrupt,
-               fmt::format("{} (flight recorder written to {})", e.message(), *f));
+  return Error(Code::kCorrupt, fmt::format("{} (flight recorder written to {})", e.message(), *f));
 }
 
 }  // namespace stoa::internal

@@ -189,9 +189,10 @@ Status StoreImpl::open_protocol() {
   if (alone) {
     bool recreated = false;
     STOA_TRY(table_->init_alone(slots, region_->seed(), &recreated));
+    recoveries_before_ = table_->header()->recoveries.load(std::memory_order_relaxed);
     txns_ = std::make_unique<TxnManager>(this);
     const bool fresh = created || rebuild_pending_;
-    const uint64_t seg_size = rebuild_pending_             ? rebuild_segment_size_
+    const uint64_t seg_size = rebuild_pending_      ? rebuild_segment_size_
                               : created || seg == 0 ? options_.log_segment_size
                                                     : seg;
     log_ = std::make_unique<LogManager>(this, env_, log_dir, seg_size);

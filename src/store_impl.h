@@ -145,6 +145,7 @@ class StoreImpl {
   bool rebuild_pending_ = false;  // the data file is new: load checkpoint and log
   RecoveryReport recovery_;
   bool force_rebuild_ = false;
+  uint64_t recoveries_before_ = 0;  // the lock file's count when this lone open began
   uint64_t rebuild_segment_size_ = 0;
   uint64_t known_synced_ = 0;  // the clean-shutdown mark, when a sum was read
 

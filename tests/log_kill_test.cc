@@ -103,9 +103,8 @@ TEST(LogKill, RebuildFromLogMatchesTheStoreAfterKilledCommitters) {
   Children kids;
   pid_t pids[kWorkers];
   uint64_t spawned = 0;
-  for (int w = 0; w < kWorkers; w++) pids[w] = kids.spawn([&, w] {
-    return worker_main(path, w, seed + ++spawned);
-  });
+  for (int w = 0; w < kWorkers; w++)
+    pids[w] = kids.spawn([&, w] { return worker_main(path, w, seed + ++spawned); });
   const int kills = 60;
   for (int k = 0; k < kills; k++) {
     std::this_thread::sleep_for(microseconds(2000 + rng() % 20000));
@@ -135,9 +134,10 @@ TEST(LogKill, RebuildFromLogMatchesTheStoreAfterKilledCommitters) {
     ASSERT_TRUE(st.ok());
     a_ts = st->last_commit_ts;
     ckpt_ts = st->checkpoint_ts;
-    std::printf("%d kills; %zu keys at timestamp %llu; checkpoint at %llu, %llu log bytes after it\n",
-                kills, a.size(), (unsigned long long)a_ts, (unsigned long long)ckpt_ts,
-                (unsigned long long)st->log_bytes);
+    std::printf(
+        "%d kills; %zu keys at timestamp %llu; checkpoint at %llu, %llu log bytes after it\n",
+        kills, a.size(), (unsigned long long)a_ts, (unsigned long long)ckpt_ts,
+        (unsigned long long)st->log_bytes);
     ASSERT_GT(a_ts, 0u);
   }
   auto rec = Store::recover(path, /*rebuild=*/true);

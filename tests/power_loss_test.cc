@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "env/sim_env.h"
-#include "store_impl.h"
 #include "stoa/store.h"
+#include "store_impl.h"
 #include "test_util.h"
 
 namespace stoa {
@@ -33,8 +33,8 @@ namespace {
 using internal::StoreAccess;
 
 struct Done {
-  uint64_t ts = 0;                           // commit timestamp
-  std::map<std::string, std::string> puts;   // key -> value
+  uint64_t ts = 0;                          // commit timestamp
+  std::map<std::string, std::string> puts;  // key -> value
   std::vector<std::string> dels;
   Durability mode = Durability::kGroup;
   bool maybe = false;  // commit returned kIo: it may or may not have happened
@@ -166,7 +166,10 @@ TEST(PowerLoss, StateIsACommitPrefixHoldingEveryDurableCommit) {
     auto reopened = StoreAccess::open(path, ro, &env);
     ASSERT_TRUE(reopened.ok()) << reopened.error().to_string();
     Store& store = **reopened;
-    if (store.recovery().rebuilt) rebuilt++; else trusted++;
+    if (store.recovery().rebuilt)
+      rebuilt++;
+    else
+      trusted++;
     auto st = store.stats();
     ASSERT_TRUE(st.ok());
     const uint64_t end = st->last_commit_ts;
@@ -200,11 +203,12 @@ TEST(PowerLoss, StateIsACommitPrefixHoldingEveryDurableCommit) {
     model = std::move(got);
     model_ts = end;
   }
-  std::printf("%llu cuts: %llu rebuilt from checkpoint+log, %llu trusted, %llu during open; %llu "
-              "commits checked, %llu unsynced commits lost (allowed)\n",
-              (unsigned long long)cuts, (unsigned long long)rebuilt, (unsigned long long)trusted,
-              (unsigned long long)open_cuts, (unsigned long long)commits_total,
-              (unsigned long long)lost_unsynced);
+  std::printf(
+      "%llu cuts: %llu rebuilt from checkpoint+log, %llu trusted, %llu during open; %llu "
+      "commits checked, %llu unsynced commits lost (allowed)\n",
+      (unsigned long long)cuts, (unsigned long long)rebuilt, (unsigned long long)trusted,
+      (unsigned long long)open_cuts, (unsigned long long)commits_total,
+      (unsigned long long)lost_unsynced);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // tools/stoa.cc — the `stoa` command-line tool: argument parsing, dispatch,
-// the small commands (init, stat, verify, recorder) and the key commands
-// (put, get, del, scan, load, dump). The demo lives in tools/demo.cc.
+// the small commands (init, stat, verify, recorder), the key commands (put,
+// get, del, scan, load, dump) and the durability commands (checkpoint,
+// backup, compact, recover). The demo lives in tools/demo.cc.
 //
 // stat, verify and recorder open no session (they only look), so running
 // them never adds a slot or a flight-recorder entry. The key commands open
@@ -15,7 +16,29 @@
 // get, scan and dump read in one read-only transaction: one consistent
 // snapshot, never aborted, never blocking writers. put and del run in
 // Session::transact (retried on conflict); load commits in batches (or in
-// one transaction with --atomic).
+// one transaction with --atomic). put, del and load take --durability
+// (sync: each commit is on disk before the command goes on; group, the
+// default: a flusher syncs within Options::group_window; none: OS
+// write-back only).
+//
+// The durability commands:
+//  - checkpoint DIR: Store::checkpoint, online; the log before it is dropped.
+//  - backup DIR DEST: Store::backup, online (like mdb_copy): one snapshot
+//    written as a checkpoint into the new directory DEST, which opens as a
+//    store (the first open loads it). Others may go on reading and writing.
+//  - compact DIR: Store::compact, offline (kBusy while any other process
+//    has the store open): the data file is rebuilt from a fresh checkpoint,
+//    so it holds live data only; prints its size before and after.
+//  - recover DIR [--rebuild]: Store::recover, offline; prints what the open
+//    found and did (every RecoveryReport field). With --rebuild the data
+//    file is rebuilt from the checkpoint and the log. When the data file
+//    was trusted nothing read the log, so recover then checks the last
+//    checkpoint and the log after it (what verify checks of them) and exits
+//    2 naming the damaged file. --rebuild makes that check first and
+//    refuses on damage, leaving the store exactly as it was: a rebuild
+//    that meets the damage has already put the data file aside and used up
+//    its clean-shutdown checksums (--force skips the check).
+//    Exit 2 on damage (kCorrupt), 1 on other failures (kBusy included).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,6 +48,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +62,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "log/checkpoint.h"
 #include "stoa/options.h"
 #include "stoa/store.h"
 #include "store_impl.h"
@@ -45,6 +71,7 @@
 namespace stoa::cli {
 
 using Json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
 
 int report(const Error& error, int exit_code) {
   std::fflush(stdout);
@@ -160,13 +187,24 @@ Result<std::string> unescape_field(std::string_view text, size_t first_column) {
 
 namespace {
 
-// Opens an existing store to look at it: no creation, no watchdog.
-Result<std::unique_ptr<Store>> open_existing(const std::string& dir) {
+// Opens an existing store to look at it: no creation, no watchdog. Commits
+// of its sessions promise `durability`.
+Result<std::unique_ptr<Store>> open_existing(const std::string& dir,
+                                             Durability durability = Durability::kGroup) {
   Options o;
   o.create_if_missing = false;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.durability = durability;
   return Store::open(dir, o);
 }
+
+// recover: damage (kCorrupt) is exit 2, any other failure exit 1.
+int report_damage(const Error& error) {
+  return report(error, error.code() == Code::kCorrupt ? kExitProblems : kExitError);
+}
+
+// "1.5 MiB (1572864 bytes)".
+std::string sized(uint64_t b) { return fmt::format("{} ({} bytes)", human_bytes(b), b); }
 
 // CLOCK_REALTIME nanoseconds as "2024-05-01T12:34:56.789Z".
 std::string iso_time(uint64_t ns) {
@@ -227,7 +265,11 @@ Json stats_json(const StoreStats& s) {
          {"sessions_recovered", s.sessions_recovered},
          {"keys", s.keys},
          {"last_commit_ts", s.last_commit_ts},
-         {"visible_ts", s.visible_ts}};
+         {"visible_ts", s.visible_ts},
+         {"durable_ts", s.durable_ts},
+         {"checkpoint_ts", s.checkpoint_ts},
+         {"log_bytes", s.log_bytes},
+         {"log_failed", s.log_failed.empty() ? Json(nullptr) : Json(s.log_failed)}};
   if (s.oldest_snapshot) {
     const SessionInfo& o = *s.oldest_snapshot;
     j["oldest_snapshot"] = Json{{"slot", o.slot},
@@ -255,7 +297,6 @@ Json stats_json(const StoreStats& s) {
 }
 
 void print_stats(const StoreStats& s) {
-  auto sized = [](uint64_t b) { return fmt::format("{} ({} bytes)", human_bytes(b), b); };
   fmt::print("store          {}\n", s.path);
   fmt::print("file size      {}\n", sized(s.file_size));
   fmt::print("max size       {}\n", sized(s.max_size));
@@ -268,6 +309,19 @@ void print_stats(const StoreStats& s) {
              s.sessions_recovered);
   fmt::print("keys           {} (last commit ts {}, visible up to ts {})\n", s.keys,
              s.last_commit_ts, s.visible_ts);
+  fmt::print("durable        up to ts {}{}\n", s.durable_ts,
+             s.durable_ts >= s.last_commit_ts
+                 ? " (every commit)"
+                 : fmt::format(" ({} log bytes not yet synced)", s.last_commit_ts - s.durable_ts));
+  if (s.checkpoint_ts != 0) {
+    fmt::print("checkpoint     ts {}, {} of log since\n", s.checkpoint_ts, sized(s.log_bytes));
+  } else {
+    fmt::print("checkpoint     none yet, {} of log\n", sized(s.log_bytes));
+  }
+  if (!s.log_failed.empty()) {
+    fmt::print("LOG FAILED     {} (no commit is accepted until the next lone open repairs it)\n",
+               s.log_failed);
+  }
   if (s.oldest_snapshot) {
     const SessionInfo& o = *s.oldest_snapshot;
     fmt::print("oldest snapshot session {} (pid {}) reads ts {}, {} commits behind\n", o.slot,
@@ -333,6 +387,20 @@ int cmd_verify(const std::string& dir) {
   } else {
     fmt::print("  index          not walked (no free session slot to pin with)\n");
   }
+  if (r.log_checked) {
+    // Which checkpoint: stats knows (0: none yet, the log from its start).
+    auto st = (*store)->stats();
+    const uint64_t ckpt_ts = st.ok() ? st->checkpoint_ts : 0;
+    if (ckpt_ts != 0) {
+      fmt::print("  checkpoint     ts {}: {} keys checked\n", ckpt_ts, r.checkpoint_keys);
+    } else {
+      fmt::print("  checkpoint     none yet\n");
+    }
+    fmt::print("  log            {} commit records checked {}\n", r.log_records,
+               ckpt_ts != 0 ? "after the checkpoint" : "from the start of the log");
+  } else {
+    fmt::print("  log            not checked\n");
+  }
   for (const std::string& p : r.problems) fmt::print("  problem: {}\n", p);
   if (!r.sound()) {
     return report(Code::kCorrupt,
@@ -392,6 +460,288 @@ int cmd_recorder(const std::string& dir, std::optional<uint32_t> slot, bool json
   return kExitOk;
 }
 
+// --- durability: checkpoint, backup, compact, recover ------------------------
+
+// The size of DIR/stoa.data, if it can be stat'ed.
+std::optional<uint64_t> data_file_size(const std::string& dir) {
+  struct stat st {};
+  const std::string data = dir + "/" + internal::kDataFileName;
+  if (::stat(data.c_str(), &st) != 0) return std::nullopt;
+  return uint64_t(st.st_size);
+}
+
+// Regular files under `dir` and their total size.
+std::pair<uint64_t, uint64_t> tree_size(const std::string& dir) {
+  uint64_t files = 0, bytes = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    if (!it->is_regular_file(e2)) continue;
+    const uintmax_t n = it->file_size(e2);
+    if (e2) continue;
+    files++;
+    bytes += uint64_t(n);
+  }
+  return {files, bytes};
+}
+
+int cmd_checkpoint(const std::string& dir) {
+  auto store = open_existing(dir);
+  if (!store.ok()) return report(store.error());
+  auto before = (*store)->stats();
+  if (!before.ok()) return report(before.error());
+  const uint64_t t0 = util::mono_ns();
+  auto ts = (*store)->checkpoint();
+  if (!ts.ok()) return report(ts.error());
+  const double secs = double(util::mono_ns() - t0) / 1e9;
+  if (before->checkpoint_ts != 0 && *ts == before->checkpoint_ts) {
+    fmt::print("checkpoint of {}: no commit since the last checkpoint at ts {}; nothing written\n",
+               dir, *ts);
+    return kExitOk;
+  }
+  const std::string file = dir + "/" + internal::kLogDirName + "/" + internal::checkpoint_name(*ts);
+  std::error_code ec;
+  const uintmax_t bytes = fs::file_size(file, ec);
+  fmt::print("checkpoint of {} at ts {}: holds every commit up to it\n", dir, *ts);
+  fmt::print("  file           {}{}\n", file, ec ? "" : fmt::format(", {}", sized(bytes)));
+  fmt::print("  log dropped    {} written before it\n",
+             sized(*ts - std::min(*ts, before->checkpoint_ts)));
+  fmt::print("  took           {:.3f} s\n", secs);
+  return kExitOk;
+}
+
+int cmd_backup(const std::string& dir, const std::string& dest) {
+  // Refuse before touching the store: a backup writes a new directory.
+  std::error_code ec;
+  const bool existed = fs::exists(dest, ec);
+  if (existed && (!fs::is_directory(dest, ec) || !fs::is_empty(dest, ec))) {
+    return report(Code::kExists,
+                  fmt::format("{}: exists and is not an empty directory (backup writes a new "
+                              "directory: remove it or name another)",
+                              dest));
+  }
+  auto store = open_existing(dir);
+  if (!store.ok()) return report(store.error());
+  const uint64_t t0 = util::mono_ns();
+  auto ts = (*store)->backup(dest);
+  if (!ts.ok()) {
+    std::string removed;
+    if (ts.code() != Code::kExists) {
+      // What a failed backup left is no copy; DEST was absent or empty before.
+      if (!existed && fs::exists(dest, ec)) {
+        fs::remove_all(dest, ec);
+        removed = fmt::format(" ({} was removed)", dest);
+      } else if (existed) {
+        for (const auto& e : fs::directory_iterator(dest, ec)) fs::remove_all(e.path(), ec);
+        removed = fmt::format(" (what it wrote in {} was removed)", dest);
+      }
+    }
+    return report(ts.code(), fmt::format("backup of {} to {} failed: {}{}", dir, dest,
+                                         ts.error().message(), removed));
+  }
+  const double secs = double(util::mono_ns() - t0) / 1e9;
+  const auto [files, bytes] = tree_size(dest);
+  fmt::print("backup of {} written to {}: a consistent copy of every commit up to ts {}\n", dir,
+             dest, *ts);
+  fmt::print(
+      "  {} in {} file{}, {:.3f} s; open {} as a store to use it (its first open loads the "
+      "copy)\n",
+      sized(bytes), files, files == 1 ? "" : "s", secs, dest);
+  return kExitOk;
+}
+
+Json recovery_json(const RecoveryReport& r) {
+  return Json{{"rebuilt", r.rebuilt},
+              {"reason", r.reason},
+              {"checkpoint_ts", r.checkpoint_ts},
+              {"checkpoint_keys", r.checkpoint_keys},
+              {"log_records", r.log_records},
+              {"log_bytes", r.log_bytes},
+              {"end_ts", r.end_ts},
+              {"truncated_bytes", r.truncated_bytes},
+              {"sessions_recovered", r.sessions_recovered},
+              {"seconds", r.seconds}};
+}
+
+// Every field of a RecoveryReport, in words.
+void print_recovery(const RecoveryReport& r) {
+  fmt::print("  rebuilt        {}\n",
+             r.rebuilt ? "yes: the data file was rebuilt from the checkpoint and the log"
+                       : "no: the data file was kept as it was");
+  fmt::print("  reason         {}\n", r.reason.empty() ? "-" : r.reason);
+  if (!r.rebuilt) {
+    fmt::print("  checkpoint     not loaded (the data file was trusted)\n");
+    fmt::print("  log replayed   none (the data file was trusted)\n");
+  } else {
+    if (r.checkpoint_ts != 0) {
+      fmt::print("  checkpoint     ts {}, {} keys loaded\n", r.checkpoint_ts, r.checkpoint_keys);
+    } else {
+      fmt::print("  checkpoint     none: the log was replayed from its start\n");
+    }
+    fmt::print("  log replayed   {} commit record{}, {}\n", r.log_records,
+               r.log_records == 1 ? "" : "s", sized(r.log_bytes));
+  }
+  fmt::print("  end ts         {} (the last commit kept)\n", r.end_ts);
+  if (r.truncated_bytes != 0) {
+    fmt::print("  torn tail      {} discarded (written after the last sync)\n",
+               sized(r.truncated_bytes));
+  } else {
+    fmt::print("  torn tail      none\n");
+  }
+  fmt::print("  sessions       {} dead session{} recovered (their commits finished or undone)\n",
+             r.sessions_recovered, r.sessions_recovered == 1 ? "" : "s");
+  if (r.rebuilt) {
+    fmt::print("  took           {:.3f} s to rebuild\n", r.seconds);
+  } else {
+    fmt::print("  took           - (nothing rebuilt)\n");
+  }
+}
+
+std::string busy_message(const std::string& dir, const std::string& what) {
+  return fmt::format(
+      "{}: other processes have the store open; {} needs it to itself (stop them, "
+      "then run it again)",
+      dir, what);
+}
+
+int cmd_compact(const std::string& dir, bool json) {
+  const std::optional<uint64_t> before = data_file_size(dir);
+  auto rep = Store::compact(dir);
+  if (!rep.ok()) {
+    if (rep.code() == Code::kBusy) return report(Code::kBusy, busy_message(dir, "compact"));
+    return report_damage(rep.error());
+  }
+  const std::optional<uint64_t> after = data_file_size(dir);
+  if (json) {
+    Json j{{"path", dir},
+           {"data_bytes_before", before ? Json(*before) : Json(nullptr)},
+           {"data_bytes_after", after ? Json(*after) : Json(nullptr)},
+           {"report", recovery_json(*rep)}};
+    fmt::print("{}\n", j.dump(2));
+    return kExitOk;
+  }
+  auto show = [](const std::optional<uint64_t>& b) { return b ? sized(*b) : std::string("-"); };
+  std::string change;
+  if (before && after && *after <= *before) {
+    change = fmt::format(": {} smaller ({:.0f}%)", human_bytes(*before - *after),
+                         *before != 0 ? 100.0 * double(*before - *after) / double(*before) : 0.0);
+  } else if (before && after) {
+    change = fmt::format(": {} larger", human_bytes(*after - *before));
+  }
+  fmt::print("compacted {}: data file {} -> {}{}\n", dir, show(before), show(after), change);
+  print_recovery(*rep);
+  return kExitOk;
+}
+
+// What recover found when it read the last checkpoint and the log after it
+// (the checks verify makes of them).
+struct LogCheck {
+  uint64_t checkpoint_ts = 0;  // 0: no checkpoint yet, the log was read from its start
+  uint64_t records = 0;
+  uint64_t checkpoint_keys = 0;
+  std::vector<std::string> problems;
+};
+
+// Opens the store alone (kBusy otherwise), then checks its checkpoint and
+// log. Also returns what the open itself did.
+Result<std::pair<RecoveryReport, LogCheck>> open_and_check_log(const std::string& dir) {
+  STOA_ASSIGN(auto store, open_existing(dir));
+  if (!store->impl()->opened_alone()) return Error(Code::kBusy, busy_message(dir, "recover"));
+  LogCheck c;
+  store->impl()->log().verify(&c.records, &c.checkpoint_keys, &c.problems);
+  if (auto st = store->stats(); st.ok()) c.checkpoint_ts = st->checkpoint_ts;
+  return std::pair<RecoveryReport, LogCheck>{store->recovery(), std::move(c)};
+}
+
+// Prints the report (and the log check, when there was one); exit 2 when
+// the log check found damage.
+int print_recover(const std::string& dir, const RecoveryReport& r, const LogCheck* check,
+                  bool json) {
+  if (json) {
+    Json j = recovery_json(r);
+    j["path"] = dir;
+    if (check != nullptr) {
+      j["log_check"] = Json{{"checkpoint_ts", check->checkpoint_ts},
+                            {"checkpoint_keys", check->checkpoint_keys},
+                            {"records", check->records},
+                            {"problems", check->problems}};
+    } else {
+      j["log_check"] = nullptr;  // the rebuild read it all
+    }
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("recover {}: {}\n", dir,
+               r.rebuilt ? "rebuilt the data file from the checkpoint and the log"
+                         : "the data file was intact and kept");
+    print_recovery(r);
+    if (check == nullptr) {
+      fmt::print("  log check      read in full by the rebuild\n");
+    } else if (check->problems.empty() && check->checkpoint_ts != 0) {
+      fmt::print(
+          "  log check      the checkpoint at ts {} ({} keys) and {} commit record{} after "
+          "it check out\n",
+          check->checkpoint_ts, check->checkpoint_keys, check->records,
+          check->records == 1 ? "" : "s");
+    } else if (check->problems.empty()) {
+      fmt::print(
+          "  log check      no checkpoint yet; {} commit record{} from the start of the "
+          "log check out\n",
+          check->records, check->records == 1 ? "" : "s");
+    } else {
+      for (const std::string& p : check->problems) fmt::print("  problem: {}\n", p);
+    }
+  }
+  if (check == nullptr || check->problems.empty()) return kExitOk;
+  return report(Code::kCorrupt,
+                fmt::format("{}; the data file is intact and was kept, but a rebuild (after a "
+                            "power loss, or --rebuild) would fail here: \"stoa checkpoint {}\" "
+                            "writes a fresh checkpoint from the data file, after which the damaged "
+                            "part is not needed",
+                            check->problems.front(), dir),
+                kExitProblems);
+}
+
+// A library rebuild sets the data file aside (and drops stoa.sum) before it
+// reads the log, so it should not start on a damaged log. Hence: without
+// --force, first open the store alone. If that open rebuilt the data file
+// (it could not be trusted), that is the rebuild asked for; otherwise a
+// damaged checkpoint or log stops the rebuild (exit 2, the store untouched).
+int cmd_recover(const std::string& dir, bool rebuild, bool force, bool json) {
+  auto failed = [&](const Error& e) {
+    if (e.code() == Code::kBusy) return report(Code::kBusy, busy_message(dir, "recover"));
+    return report_damage(e);
+  };
+  uint32_t pre_sessions = 0;  // dead sessions the first open recovered
+  if (rebuild && !force) {
+    auto pre = open_and_check_log(dir);
+    if (!pre.ok()) return failed(pre.error());
+    if (pre->first.rebuilt) return print_recover(dir, pre->first, nullptr, json);
+    pre_sessions = pre->first.sessions_recovered;
+    const LogCheck& c = pre->second;
+    if (!c.problems.empty()) {
+      if (!json) {
+        for (const std::string& p : c.problems) fmt::print("  problem: {}\n", p);
+      }
+      return report(Code::kCorrupt,
+                    fmt::format("{}; not rebuilding: the data file would be replaced by what the "
+                                "damaged log holds, so it was left as it is (--force rebuilds "
+                                "anyway; \"stoa checkpoint {}\" writes a fresh checkpoint from "
+                                "the data file, after which the damaged part is not needed)",
+                                c.problems.front(), dir),
+                    kExitProblems);
+    }
+  }
+  auto rep = Store::recover(dir, rebuild);
+  if (!rep.ok()) return failed(rep.error());
+  rep->sessions_recovered += pre_sessions;
+  if (rep->rebuilt) return print_recover(dir, *rep, nullptr, json);
+  // The data file was trusted, so nothing read the log: check it now.
+  auto post = open_and_check_log(dir);
+  if (!post.ok()) return failed(post.error());
+  return print_recover(dir, *rep, &post->second, json);
+}
+
 // --- key commands: put, get, del, scan, dump, load -------------------------
 
 // An existing store and one session on it. The session closes before the
@@ -401,8 +751,8 @@ struct Opened {
   Session session;
 };
 
-Result<Opened> open_session(const std::string& dir) {
-  STOA_ASSIGN(auto store, open_existing(dir));
+Result<Opened> open_session(const std::string& dir, Durability durability = Durability::kGroup) {
+  STOA_ASSIGN(auto store, open_existing(dir, durability));
   STOA_ASSIGN(Session session, store->session());
   return Opened{std::move(store), std::move(session)};
 }
@@ -470,6 +820,7 @@ struct PutArgs {
   std::optional<std::string> value;
   std::optional<std::string> file;
   bool verbose = false;
+  Durability durability = Durability::kGroup;
 };
 
 int cmd_put(const std::string& dir, const PutArgs& a) {
@@ -490,7 +841,7 @@ int cmd_put(const std::string& dir, const PutArgs& a) {
     if (!data.ok()) return report(data.error());
     value = std::move(*data);
   }
-  auto o = open_session(dir);
+  auto o = open_session(dir, a.durability);
   if (!o.ok()) return report(o.error());
   auto ts = o->session.transact([&](Txn& t) { return t.put(a.key, value); });
   if (!ts.ok()) return report(ts.error());
@@ -519,8 +870,8 @@ int cmd_get(const std::string& dir, const std::string& key) {
   return kExitOk;
 }
 
-int cmd_del(const std::string& dir, const std::string& key, bool verbose) {
-  auto o = open_session(dir);
+int cmd_del(const std::string& dir, const std::string& key, bool verbose, Durability durability) {
+  auto o = open_session(dir, durability);
   if (!o.ok()) return report(o.error());
   bool existed = false;
   // Deleting an absent key writes nothing (no tombstone for a key that
@@ -659,11 +1010,12 @@ class Progress {
 struct LoadArgs {
   bool atomic = false;
   uint64_t batch = 10000;
+  Durability durability = Durability::kGroup;
 };
 
 int cmd_load(const std::string& dir, const LoadArgs& a) {
   const uint64_t t0 = util::mono_ns();
-  auto o = open_session(dir);
+  auto o = open_session(dir, a.durability);
   if (!o.ok()) return report(o.error());
 
   uint64_t total_bytes = 0;
@@ -749,10 +1101,15 @@ int cmd_load(const std::string& dir, const LoadArgs& a) {
 constexpr const char* kFooter = R"(Exit status:
   0   success (verify: the store is sound; demo: every check passed)
   1   the command failed: no such store, damaged or foreign file, permission,
-      I/O error, get of an absent key, a malformed load line (one line on
-      stderr: "stoa: <code>: <message>")
-  2   verify found damage (each problem is printed); demo: a check failed
+      I/O error, get of an absent key, a malformed load line, a backup into a
+      directory that is not empty (one line on stderr: "stoa: <code>: <message>")
+  2   verify found damage (each problem is printed); recover: the checkpoint
+      or the log is damaged (the message names the file); demo: a check failed
   64  bad command line
+
+backup and checkpoint run online, beside other processes; compact and recover
+need the store to themselves (exit 1, "stoa: busy: ...", while others have it
+open).
 
 Run "stoa <command> --help" for a command's options.)";
 
@@ -797,6 +1154,18 @@ int run(int argc, char** argv) {
   recorder->add_option("--session", slot, "Only this session slot");
   recorder->add_flag("--json", json, "Print JSON");
 
+  // --durability NAME, read into a string and checked against these.
+  const std::map<std::string, Durability> durabilities{
+      {"sync", Durability::kSync}, {"group", Durability::kGroup}, {"none", Durability::kNone}};
+  std::string durability = "group";
+  auto add_durability = [&](CLI::App* sub) {
+    sub->add_option("--durability", durability,
+                    "When a commit returns: sync (on disk), group (a flusher syncs it within "
+                    "milliseconds), none (OS write-back only)")
+        ->check(CLI::IsMember({"sync", "group", "none"}))
+        ->capture_default_str();
+  };
+
   PutArgs put_args;
   auto* put = app.add_subcommand(
       "put", "Set KEY to VALUE (or to the bytes of --file, or of stdin when neither is given)");
@@ -805,6 +1174,7 @@ int run(int argc, char** argv) {
   auto* put_value = put->add_option("VALUE", put_args.value, "The value, as given");
   put->add_option("--file", put_args.file, "Read the value from this file")->excludes(put_value);
   put->add_flag("-v,--verbose", put_args.verbose, "Print the commit timestamp");
+  add_durability(put);
   put->footer("The value is stored byte for byte: no escapes, no newline added.");
 
   std::string key;
@@ -818,6 +1188,7 @@ int run(int argc, char** argv) {
   del->add_option("DIR", dir, "Store directory")->required();
   del->add_option("KEY", key, "The key, as given")->required();
   del->add_flag("-v,--verbose", verbose, "Say whether the key was there, and the commit timestamp");
+  add_durability(del);
 
   std::string prefix;
   bool reverse = false;
@@ -845,9 +1216,48 @@ int run(int argc, char** argv) {
   load->add_option("--batch", load_args.batch, "Keys per transaction")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30))
       ->capture_default_str();
+  add_durability(load);
   load->footer(std::string(kLineFormat) +
                "\n\nA progress line (lines/s) goes to stderr when it is a terminal; a summary "
                "line\ngoes to stdout at the end.");
+
+  auto* checkpoint = app.add_subcommand(
+      "checkpoint", "Write a checkpoint now (online) and drop the log before it");
+  checkpoint->add_option("DIR", dir, "Store directory")->required();
+
+  std::string dest;
+  auto* backup = app.add_subcommand(
+      "backup",
+      "Write a consistent copy of the store into DEST while others go on using it (like "
+      "mdb_copy)");
+  backup->add_option("DIR", dir, "Store directory")->required();
+  backup->add_option("DEST", dest, "New directory for the copy (missing or empty)")->required();
+  backup->footer(
+      "The copy is one snapshot, written as a checkpoint file under DEST/log; opening DEST\n"
+      "as a store (stoa stat DEST, Store::open) loads it. Prints the timestamp it holds.");
+
+  auto* compact = app.add_subcommand(
+      "compact",
+      "Shrink the data file to the live data (offline: no other process may have the store open)");
+  compact->add_option("DIR", dir, "Store directory")->required();
+  compact->add_flag("--json", json, "Print one JSON object");
+
+  bool rebuild = false, force = false;
+  auto* recover = app.add_subcommand(
+      "recover",
+      "Recover the store alone and report what was found and done (exit 2 when the log is "
+      "damaged)");
+  recover->add_option("DIR", dir, "Store directory")->required();
+  auto* rebuild_flag =
+      recover->add_flag("--rebuild", rebuild,
+                        "Rebuild the data file from the last checkpoint and the log, even when it "
+                        "could be trusted");
+  recover
+      ->add_flag("--force", force,
+                 "With --rebuild: skip the check of the checkpoint and log that comes first "
+                 "(the rebuild then meets any damage itself)")
+      ->needs(rebuild_flag);
+  recover->add_flag("--json", json, "Print one JSON object");
 
   DemoArgs demo_args;
   auto* demo = app.add_subcommand(
@@ -896,12 +1306,19 @@ int run(int argc, char** argv) {
   if (stat->parsed()) return cmd_stat(dir, json);
   if (verify->parsed()) return cmd_verify(dir);
   if (recorder->parsed()) return cmd_recorder(dir, slot, json);
+  const Durability d = durabilities.at(durability);
+  put_args.durability = d;
+  load_args.durability = d;
   if (put->parsed()) return cmd_put(dir, put_args);
   if (get->parsed()) return cmd_get(dir, key);
-  if (del->parsed()) return cmd_del(dir, key, verbose);
+  if (del->parsed()) return cmd_del(dir, key, verbose, d);
   if (scan->parsed()) return print_keys(dir, prefix, reverse, limit);
   if (dump->parsed()) return print_keys(dir, "", false, std::nullopt);
   if (load->parsed()) return cmd_load(dir, load_args);
+  if (checkpoint->parsed()) return cmd_checkpoint(dir);
+  if (backup->parsed()) return cmd_backup(dir, dest);
+  if (compact->parsed()) return cmd_compact(dir, json);
+  if (recover->parsed()) return cmd_recover(dir, rebuild, force, json);
   if (demo->parsed()) return run_demo(demo_args);
   return kExitUsage;
 }

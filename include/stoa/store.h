@@ -69,10 +69,10 @@ struct StoreStats {
   uint64_t visible_ts = 0;          // every commit up to here is installed: new snapshots
   // The log (src/log/log.cc). Timestamps are log positions: a commit's
   // timestamp is the end of its log record.
-  uint64_t durable_ts = 0;       // every commit up to here is on disk
-  uint64_t checkpoint_ts = 0;    // the last completed checkpoint holds every commit up to here
-  uint64_t log_bytes = 0;        // log written since that checkpoint
-  std::string log_failed;        // empty, or why the log stopped accepting commits
+  uint64_t durable_ts = 0;     // every commit up to here is on disk
+  uint64_t checkpoint_ts = 0;  // the last completed checkpoint holds every commit up to here
+  uint64_t log_bytes = 0;      // log written since that checkpoint
+  std::string log_failed;      // empty, or why the log stopped accepting commits
   std::optional<SessionInfo> oldest_pin;
   // The session holding the oldest transaction snapshot (versions newer
   // than it cannot be trimmed below it).
@@ -108,13 +108,13 @@ struct RecoveryReport {
   // its clean-shutdown checksums did not match, when it was missing or
   // damaged, or when asked.
   bool rebuilt = false;
-  std::string reason;             // why it was rebuilt, or why not
-  uint64_t checkpoint_ts = 0;     // checkpoint replayed from (0: none, log from the start)
-  uint64_t checkpoint_keys = 0;   // keys loaded from it
-  uint64_t log_records = 0;       // commit records replayed after it
-  uint64_t log_bytes = 0;         // log bytes read after it
-  uint64_t end_ts = 0;            // the last commit kept (end of the valid log)
-  uint64_t truncated_bytes = 0;   // torn tail discarded (written after the last sync)
+  std::string reason;               // why it was rebuilt, or why not
+  uint64_t checkpoint_ts = 0;       // checkpoint replayed from (0: none, log from the start)
+  uint64_t checkpoint_keys = 0;     // keys loaded from it
+  uint64_t log_records = 0;         // commit records replayed after it
+  uint64_t log_bytes = 0;           // log bytes read after it
+  uint64_t end_ts = 0;              // the last commit kept (end of the valid log)
+  uint64_t truncated_bytes = 0;     // torn tail discarded (written after the last sync)
   uint32_t sessions_recovered = 0;  // dead sessions whose commits were finished or undone
   double seconds = 0;
 };

@@ -227,7 +227,7 @@ void SimEnv::power_loss() {
       for (uint64_t i = 0; i < n && same; i++) same = byte_of(old, p + i) == byte_of(cur, p + i);
       if (same) continue;
       const uint64_t r = rng_() % 100;
-      if (r < 50) continue;  // the write never happened
+      if (r < 50) continue;   // the write never happened
       uint64_t new_upto = n;  // bytes of this page taken from `cur`
       if (r >= 75 && r < 90) new_upto = std::min(n, kSector * (1 + rng_() % 7));  // torn
       for (uint64_t i = 0; i < new_upto; i++) out[p + i] = byte_of(cur, p + i);

@@ -117,7 +117,10 @@ Offset Btree::find(std::string_view key) const {
   Offset cur = hdr_->root.load(std::memory_order_acquire);
   for (uint32_t depth = 0; cur != 0 && depth <= kMaxDepth; depth++) {
     const Node* n = node(cur);
-    if (n->count > kFan) return 0;  // damaged; verify names it
+    if (n->count > kFan || n->count == 0 ||
+        (n->kind != uint16_t(NodeKind::kLeaf) && n->kind != uint16_t(NodeKind::kInner))) {
+      return kDamaged;
+    }
     if (n->kind == uint16_t(NodeKind::kLeaf)) {
       bool found;
       int pos = leaf_lower_bound(n, key, kp, &found);

@@ -29,7 +29,9 @@ class Btree {
 
   IndexHeader* header() const { return hdr_; }
 
-  // The record of `key`, or 0.
+  // The record of `key`, 0 when absent, kDamaged when a node on the way
+  // fails its shape check (verify names it).
+  static constexpr Offset kDamaged = 1;  // never a block offset (blocks are 16-aligned)
   Offset find(std::string_view key) const;
   // The record of `key`, created (empty: no versions) if absent.
   // Errors: kFull, kCorrupt, kInvalidArgument.

@@ -202,7 +202,8 @@ Result<CheckpointInfo> LogManager::checkpoint(SessionCore& s, bool wait) {
   // Leftovers of checkpointers that died.
   if (auto names = env_->list_dir(dir); names.ok()) {
     for (const auto& n : *names) {
-      if (n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0) (void)env_->remove(dir + "/" + n);
+      if (n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0)
+        (void)env_->remove(dir + "/" + n);
     }
   }
   const uint64_t prev = hdr_->checkpoint_ts.load(std::memory_order_relaxed);
@@ -270,15 +271,15 @@ Result<std::unique_ptr<CheckpointReader>> CheckpointReader::open(Env* env,
 Result<bool> CheckpointReader::next(std::vector<log::Op>* entries) {
   entries->clear();
   if (done_) return false;
-  if (at_ + sizeof(log::CheckpointFooter) > size_) return corrupt(at_, "truncated before its footer");
+  if (at_ + sizeof(log::CheckpointFooter) > size_)
+    return corrupt(at_, "truncated before its footer");
   uint32_t magic = 0;
   STOA_TRY(env_->pread_all(fd_, &magic, 4, at_, path_));
   if (magic == log::kFooterMagic) {
     log::CheckpointFooter f;
     STOA_TRY(env_->pread_all(fd_, &f, sizeof(f), at_, path_));
     if (f.checksum != util::checksum64(&f, offsetof(log::CheckpointFooter, checksum)) ||
-        f.blocks != blocks_ || f.keys != keys_ || f.ts != hdr_.ts ||
-        at_ + sizeof(f) != size_) {
+        f.blocks != blocks_ || f.keys != keys_ || f.ts != hdr_.ts || at_ + sizeof(f) != size_) {
       return corrupt(at_, "footer does not match the blocks read");
     }
     done_ = true;
@@ -305,7 +306,8 @@ Result<bool> CheckpointReader::next(std::vector<log::Op>* entries) {
     std::memcpy(&vl, p + 8, 8);
     p += 16;
     if (kl == 0 || uint64_t(end - p) < kl + vl) return corrupt(at_, "block entry overruns");
-    entries->push_back(log::Op{std::string_view(p, kl), std::string_view(p + kl, size_t(vl)), false});
+    entries->push_back(
+        log::Op{std::string_view(p, kl), std::string_view(p + kl, size_t(vl)), false});
     p += log::align8(kl + vl);
   }
   at_ += sizeof(b) + b.bytes;

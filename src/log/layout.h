@@ -65,9 +65,9 @@ struct CheckpointHeader {
   char magic[8];
   uint32_t format_version;  // kCheckpointFormat
   uint32_t reserved0;
-  uint64_t ts;            // every commit at or below it, none above
-  uint64_t seed;          // the store's seed (keys the checksums)
-  uint64_t max_size;      // data-file parameters of the store it came from
+  uint64_t ts;        // every commit at or below it, none above
+  uint64_t seed;      // the store's seed (keys the checksums)
+  uint64_t max_size;  // data-file parameters of the store it came from
   uint64_t grow_chunk;
   uint32_t max_sessions;
   uint32_t reserved1;

@@ -71,7 +71,9 @@ namespace stoa::internal {
 namespace {
 
 void futex_wait(std::atomic<uint32_t>* w, uint32_t expected, int64_t ns) {
-  struct timespec ts{time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)};
+  struct timespec ts {
+    time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)
+  };
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
 void futex_wake(std::atomic<uint32_t>* w, int n) {
@@ -169,6 +171,9 @@ Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
     uint64_t have = hdr_->allocated_end.load(std::memory_order_relaxed);
     if (end > have) {
       st = files_.create_segments(have, end);
+      // ENOSPC reserved nothing and may pass; any other failure (a failed
+      // directory sync) is never retried into a success: the log fails.
+      if (!st.ok() && st.error().code() != Code::kFull) fail(start, st.error());
       if (st.ok()) {
         const uint64_t seg = files_.segment_size();
         hdr_->allocated_end.store((end - 1) / seg * seg + seg, std::memory_order_relaxed);
@@ -246,7 +251,8 @@ std::string LogManager::failure() const {
   util::MutexLock g(fail_mu_);
   if (!failure_.empty()) return failure_;
   uint64_t f = hdr_->failed_at.load();
-  return f == 0 ? std::string() : fmt::format("a write or sync failed (in another process) at {}", f);
+  return f == 0 ? std::string()
+                : fmt::format("a write or sync failed (in another process) at {}", f);
 }
 
 Status LogManager::flush(uint64_t target) {

@@ -88,7 +88,8 @@ Result<uint64_t> look_past(log::LogFiles& files, uint64_t end, bool* damage) {
       base = (base / seg + 1) * seg;  // a missing segment: go on with the next
       continue;
     }
-    for (uint64_t off = base == end ? 8 : 0; off + sizeof(log::RecordHeader) <= n; off += 8) {
+    // From `end` itself: a torn record there whose header survived is cut too.
+    for (uint64_t off = 0; off + sizeof(log::RecordHeader) <= n; off += 8) {
       if (std::memcmp(chunk.data() + off, &log::kRecordMagic, 4) != 0) continue;
       log::RecordHeader h;
       std::memcpy(&h, chunk.data() + off, sizeof(h));
@@ -196,8 +197,10 @@ void LogManager::verify(uint64_t* records, uint64_t* ckpt_keys,
     }
     if (!reader.ok()) problems->push_back(reader.error().message());
   }
-  // Records up to the watermark are all written.
-  const uint64_t upto = store_->txns().header()->visible_ts.load(std::memory_order_acquire);
+  // Records up to the watermark are all written, except from where the log
+  // failed in this run (that record may be missing or torn; log.cc).
+  uint64_t upto = store_->txns().header()->visible_ts.load(std::memory_order_acquire);
+  if (const uint64_t f = hdr_->failed_at.load(); f != 0) upto = std::min(upto, f);
   Scan sc;
   (void)scan_log(files_, ckpt_ts, &sc,
                  [](uint64_t, const std::vector<log::Op>&) -> Status { return {}; });

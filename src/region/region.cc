@@ -49,7 +49,7 @@ Status Region::check_header(const FileHeader& h, uint64_t file_bytes, const std:
     return Error(Code::kCorrupt,
                  fmt::format("{}: not a Stoa data file (bad magic at offset 0)", path));
   }
-  if (h.format_version != kFormatVersion) {
+  if (h.format_version != kFormatVersion && header_checksum(h) == h.checksum) {
     return Error(Code::kVersionMismatch, fmt::format("{}: format version {} (this build reads {})",
                                                      path, h.format_version, kFormatVersion));
   }

@@ -155,6 +155,13 @@ View TxnImpl::value_of(uint64_t v) const {
   return View(r.ro(at), size_t(len));
 }
 
+Error TxnImpl::damaged_index() const {
+  return store_->corruption(
+      s_, Error(Code::kCorrupt, fmt::format("{}/stoa.data: an index node on the path to a key "
+                                            "fails its shape check (stoa verify names it)",
+                                            store_->path())));
+}
+
 Error TxnImpl::fail(Error e) {
   // Damage found by this session: its flight recorder goes to a file first.
   if (e.code() == Code::kCorrupt) e = store_->corruption(s_, std::move(e));
@@ -174,6 +181,7 @@ Result<View> TxnImpl::get(std::string_view key) {
   // isolation, and watched by retry() under either.
   if (!opts_.read_only) reads_.emplace_back(key);
   uint64_t rec = mgr_->tree().find(key);
+  if (rec == index::Btree::kDamaged) return fail(damaged_index());
   uint64_t v = rec != 0 ? visible(rec) : 0;
   if (v == 0) return Error(Code::kNotFound, "key not found");
   return value_of(v);
@@ -250,6 +258,7 @@ Status TxnImpl::validate() {
   if (opts_.isolation == Isolation::kSnapshot) {
     for (const auto& [key, v] : writes_) {
       uint64_t rec = tree.find(key);
+      if (rec == index::Btree::kDamaged) return damaged_index();
       if (rec != 0 && changed(rec)) {
         return Error(Code::kConflict,
                      fmt::format("write-write conflict on a key of {} bytes", key.size()));
@@ -259,6 +268,7 @@ Status TxnImpl::validate() {
   }
   for (const std::string& key : reads_) {
     uint64_t rec = tree.find(key);
+    if (rec == index::Btree::kDamaged) return damaged_index();
     if (rec != 0 && changed(rec)) {
       return Error(Code::kConflict, "a key this transaction read was changed since its snapshot");
     }
@@ -433,7 +443,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
     s_->pin();
     for (const std::string& k : keys) {
       uint64_t rec = tree.find(k);
-      if (rec == 0) continue;
+      if (rec == 0 || rec == index::Btree::kDamaged) continue;
       uint64_t head = tree.record(rec)->head.load(std::memory_order_acquire);
       if (head != 0 && version_at(store_->region(), head)->ts > snap) {
         moved = true;

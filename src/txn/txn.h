@@ -49,6 +49,8 @@ class TxnImpl {
  private:
   Status usable() const;
   Error fail(Error e);  // records e: the transaction is unusable but for abort
+  // kCorrupt for a damaged index node met on a lookup (recorder dumped).
+  Error damaged_index() const;
   Result<uint64_t> make_version(std::string_view value, bool tombstone);
   void free_version(uint64_t v);
   bool changed(uint64_t rec) const;

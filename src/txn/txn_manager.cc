@@ -163,8 +163,15 @@ void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
         if (cut + sizeof(index::Version) > r.mapped()) (void)r.ensure(cut, sizeof(index::Version));
         auto* old = reinterpret_cast<index::Version*>(r.rw(cut));
         uint64_t next = old->next.load(std::memory_order_relaxed);
-        if (old->blob != 0) (void)s.retire(old->blob);
-        (void)s.retire(cut);
+        // A damaged block cannot be retired: it leaks, and the session's
+        // recorder goes to a file (the commit itself is sound).
+        Status rs = old->blob != 0 ? s.retire(old->blob) : Status{};
+        if (rs.ok()) rs = s.retire(cut);
+        if (!rs.ok()) {
+          (void)store_->corruption(
+              &s, Error(Code::kCorrupt,
+                        fmt::format("trimming a version at {}: {}", cut, rs.error().message())));
+        }
         cut = next;
       }
       return;
@@ -285,7 +292,8 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
       return Error(Code::kCorrupt, fmt::format("commit {} writes one key twice", ts));
     }
     if (op.key.empty() || op.key.size() > kMaxKeySize) {
-      return Error(Code::kCorrupt, fmt::format("commit {} has a key of {} bytes", ts, op.key.size()));
+      return Error(Code::kCorrupt,
+                   fmt::format("commit {} has a key of {} bytes", ts, op.key.size()));
     }
     keys.push_back(op.key);
   }
