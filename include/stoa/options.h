@@ -53,6 +53,9 @@ struct Options {
   // A background thread per open store that notices dead sessions and
   // reclaims their slots, caches and pinned cycles. 0 turns it off (then
   // dead sessions are found when a live one needs their slot or their pin).
+  // 0 also turns off the log's threads: kGroup commits then sync inline (as
+  // kSync) and checkpoints run only when asked for or from other processes.
+  // (A process that forks while it holds a store open wants no threads.)
   std::chrono::milliseconds watchdog_interval{20};
   // A session pinned to one cycle longer than this is reported as stalled.
   std::chrono::milliseconds stall_threshold{1000};

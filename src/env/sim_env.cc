@@ -211,7 +211,7 @@ void SimEnv::power_loss() {
   for (const auto& [p, id] : names_) current[id] = read_file(p);
 
   // What each node's bytes become: per page, old, new, torn or garbled.
-  auto outcome = [&](uint64_t id) {
+  auto outcome = [&](uint64_t id) REQUIRES(mu_) {
     const std::string& old = nodes_[id].image;
     auto c = current.find(id);
     if (c == current.end()) return old;  // removed: only its disk image is left

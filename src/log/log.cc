@@ -118,7 +118,13 @@ void LogManager::init_alone(bool fresh) {
 
 void LogManager::start() {
   const Options& o = store_->options();
-  if (o.durability == Durability::kGroup) flusher_ = std::thread([this] { flusher_loop(); });
+  // watchdog_interval 0 asks for no background threads (options.h): group
+  // commits then sync inline, and checkpoints run when asked for.
+  if (o.watchdog_interval.count() == 0) return;
+  if (o.durability == Durability::kGroup) {
+    has_flusher_ = true;
+    flusher_ = std::thread([this] { flusher_loop(); });
+  }
   if (o.checkpoint_log_bytes > 0) checkpointer_ = std::thread([this] { checkpointer_loop(); });
 }
 
@@ -316,6 +322,7 @@ Status LogManager::after_commit(uint64_t ts, Durability mode) {
     case Durability::kSync:
       return flush(ts);
     case Durability::kGroup:
+      if (!has_flusher_) return flush(ts);
       if (hdr_->flush_request.load(std::memory_order_seq_cst) == 0 &&
           hdr_->flush_request.exchange(1, std::memory_order_seq_cst) == 0) {
         futex_wake(&hdr_->flush_request, 1);

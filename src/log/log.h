@@ -127,6 +127,7 @@ class LogManager {
   std::condition_variable_any thread_cv_;
   bool stopping_ GUARDED_BY(thread_mu_) = false;
   std::atomic<bool> stop_flag_{false};
+  bool has_flusher_ = false;  // set by start(), before any commit
   std::thread flusher_;
   std::thread checkpointer_;
 };
