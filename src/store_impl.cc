@@ -64,17 +64,26 @@ std::set<StoreImpl*>& registry() {
 }
 // Each store's reclamation pauses across fork(): its watchdog finishes the
 // iteration it is in and waits; no lock it holds is copied into the child.
+// The log's threads likewise: each holds its pause mutex while awake, so a
+// fork finds them asleep, never inside malloc. Lock order: pause, reclaim.
 void fork_prepare() NO_THREAD_SAFETY_ANALYSIS {
   registry_mu().lock();
-  for (StoreImpl* s : registry()) s->reclaim_mutex().lock();
+  for (StoreImpl* s : registry()) {
+    if (s->has_log()) s->log().pause_mutex().lock();
+    s->reclaim_mutex().lock();
+  }
 }
 void fork_parent() NO_THREAD_SAFETY_ANALYSIS {
-  for (StoreImpl* s : registry()) s->reclaim_mutex().unlock();
+  for (StoreImpl* s : registry()) {
+    s->reclaim_mutex().unlock();
+    if (s->has_log()) s->log().pause_mutex().unlock();
+  }
   registry_mu().unlock();
 }
 void fork_child() NO_THREAD_SAFETY_ANALYSIS {
   for (StoreImpl* s : registry()) {
     s->reclaim_mutex().unlock();
+    if (s->has_log()) s->log().pause_mutex().unlock();
     s->forget_after_fork();
   }
   registry_mu().unlock();
@@ -136,6 +145,9 @@ Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, cons
   }
   if (options.watchdog_interval.count() > 0) {
     s->watchdog_ = std::thread([p = s.get()] { p->watchdog_loop(); });
+    // Return once it runs: a fork() right after open must not copy a thread
+    // caught starting up (inside malloc; ASan's allocator is not fork-safe).
+    while (!s->watchdog_started_.load(std::memory_order_acquire)) std::this_thread::yield();
   }
   return s;
 }
@@ -470,6 +482,7 @@ uint32_t StoreImpl::reap_dead_locked() {
 }
 
 void StoreImpl::watchdog_loop() NO_THREAD_SAFETY_ANALYSIS {
+  watchdog_started_.store(true, std::memory_order_release);
   for (;;) {
     {
       util::MutexLock g(watchdog_mu_);

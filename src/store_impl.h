@@ -69,6 +69,7 @@ class StoreImpl {
   cycle::CycleManager& cycles() { return *cycles_; }
   TxnManager& txns() { return *txns_; }
   LogManager& log() { return *log_; }
+  bool has_log() const { return log_ != nullptr; }
   Env* env() const { return env_; }
   const RecoveryReport& recovery() const { return recovery_; }
   bool exclusive_now();
@@ -162,6 +163,7 @@ class StoreImpl {
   std::condition_variable_any watchdog_cv_;
   bool stopping_ GUARDED_BY(watchdog_mu_) = false;
   std::thread watchdog_;
+  std::atomic<bool> watchdog_started_{false};
 };
 
 // Builds a public Store around an opened StoreImpl (tests open with their

@@ -126,6 +126,10 @@ void LogManager::start() {
     flusher_ = std::thread([this] { flusher_loop(); });
   }
   if (o.checkpoint_log_bytes > 0) checkpointer_ = std::thread([this] { checkpointer_loop(); });
+  // Return only once both are asleep in their loops: a fork() right after
+  // open must not copy a thread caught starting up (inside malloc).
+  const int want = int(flusher_.joinable()) + int(checkpointer_.joinable());
+  while (started_.load(std::memory_order_acquire) < want) std::this_thread::yield();
 }
 
 void LogManager::stop() {
@@ -336,10 +340,12 @@ Status LogManager::after_commit(uint64_t ts, Durability mode) {
 
 void LogManager::flusher_loop() {
   const auto window = store_->options().group_window;
+  started_.fetch_add(1, std::memory_order_release);
   while (!stop_flag_.load()) {
     futex_wait(&hdr_->flush_request, 0, 100'000'000);
     if (stop_flag_.load()) break;
     if (hdr_->flush_request.load(std::memory_order_seq_cst) == 0) continue;
+    util::MutexLock awake(pause_mu_);
     if (window.count() > 0) {
       util::MutexLock g(thread_mu_);
       thread_cv_.wait_for(thread_mu_, window, [&]() REQUIRES(thread_mu_) { return stopping_; });
@@ -365,10 +371,12 @@ void LogManager::request_checkpoint(uint64_t ts) {
 }
 
 void LogManager::checkpointer_loop() {
+  started_.fetch_add(1, std::memory_order_release);
   while (!stop_flag_.load()) {
     futex_wait(&hdr_->ckpt_request, 0, 200'000'000);
     if (stop_flag_.load()) break;
     if (hdr_->ckpt_request.load() == 0) continue;
+    util::MutexLock awake(pause_mu_);
     auto s = store_->new_session();
     if (!s.ok()) continue;
     auto r = checkpoint(**s, /*wait=*/false);

@@ -53,6 +53,9 @@ class LogManager {
   void start();
   void stop();
   void forget_after_fork();
+  // Held by the flusher and checkpointer while they are awake; fork()
+  // handlers take it so that no fork copies them mid-work (store_impl.cc).
+  util::Mutex& pause_mutex() RETURN_CAPABILITY(pause_mu_) { return pause_mu_; }
 
   // --- committers --------------------------------------------------------
   // Reserves [start, start+len) for a commit record and records it in the
@@ -123,11 +126,13 @@ class LogManager {
   mutable util::Mutex fail_mu_;
   std::string failure_ GUARDED_BY(fail_mu_);
 
+  util::Mutex pause_mu_;  // order: pause_mu_ before StoreImpl's reclaim_mu_
   util::Mutex thread_mu_;
   std::condition_variable_any thread_cv_;
   bool stopping_ GUARDED_BY(thread_mu_) = false;
   std::atomic<bool> stop_flag_{false};
-  bool has_flusher_ = false;  // set by start(), before any commit
+  bool has_flusher_ = false;     // set by start(), before any commit
+  std::atomic<int> started_{0};  // threads that reached their loop
   std::thread flusher_;
   std::thread checkpointer_;
 };
