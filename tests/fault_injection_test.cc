@@ -56,11 +56,7 @@ Options store_options(Durability d = Durability::kSync) {
   return o;
 }
 
-std::string err(const Status& s) { return s.ok() ? "ok" : s.error().to_string(); }
-template <typename T>
-std::string err(const Result<T>& r) {
-  return r.ok() ? "ok" : r.error().to_string();
-}
+using test::err;
 
 const char* fault_name(Fault f) {
   switch (f) {
@@ -81,23 +77,9 @@ const char* fault_name(Fault f) {
 }
 
 KV read_all(Store& store) {
-  KV out;
-  auto s = store.session();
-  EXPECT_TRUE(s.ok()) << err(s);
-  if (!s.ok()) return out;
-  auto t = s->begin(TxnOptions{.read_only = true});
-  EXPECT_TRUE(t.ok()) << err(t);
-  if (!t.ok()) return out;
-  auto c = t->scan("", "");
-  EXPECT_TRUE(c.ok()) << err(c);
-  if (!c.ok()) return out;
-  while (c->valid()) {
-    out[std::string(c->key())] = c->value().copy();
-    Status n = c->next();
-    EXPECT_TRUE(n.ok()) << err(n);
-    if (!n.ok()) break;
-  }
-  return out;
+  auto r = test::read_all(store);
+  EXPECT_TRUE(r.ok()) << r.error().to_string();
+  return r.ok() ? std::move(r).value() : KV{};
 }
 
 std::string value_for(const std::string& key, uint64_t n, size_t len) {

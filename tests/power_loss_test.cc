@@ -61,21 +61,9 @@ Options options_for(std::mt19937_64& rng) {
 }
 
 std::map<std::string, std::string> read_all(Store& store) {
-  std::map<std::string, std::string> out;
-  auto s = store.session();
-  EXPECT_TRUE(s.ok());
-  if (!s.ok()) return out;
-  auto t = s->begin(TxnOptions{.read_only = true});
-  EXPECT_TRUE(t.ok());
-  if (!t.ok()) return out;
-  auto c = t->scan("", "");
-  EXPECT_TRUE(c.ok());
-  if (!c.ok()) return out;
-  while (c->valid()) {
-    out[std::string(c->key())] = c->value().copy();
-    if (!c->next().ok()) break;
-  }
-  return out;
+  auto r = test::read_all(store);
+  EXPECT_TRUE(r.ok()) << r.error().to_string();
+  return r.ok() ? std::move(r).value() : std::map<std::string, std::string>{};
 }
 
 TEST(PowerLoss, StateIsACommitPrefixHoldingEveryDurableCommit) {

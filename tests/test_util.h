@@ -34,6 +34,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <new>
 #include <random>
 #include <set>
@@ -161,6 +162,20 @@ inline std::string describe_status(int status) {
 template <typename R>
 std::string err(const R& r) {
   return r.ok() ? std::string("ok") : r.error().to_string();
+}
+
+// Every key and value in the newest snapshot, by one scan. Errors: what
+// session(), begin(), scan() or next() returned.
+inline Result<std::map<std::string, std::string>> read_all(Store& store) {
+  std::map<std::string, std::string> out;
+  STOA_ASSIGN(Session s, store.session());
+  STOA_ASSIGN(Txn t, s.begin(TxnOptions{.read_only = true}));
+  STOA_ASSIGN(Cursor c, t.scan("", ""));
+  while (c.valid()) {
+    out[std::string(c.key())] = c.value().copy();
+    STOA_TRY(c.next());
+  }
+  return out;
 }
 
 inline bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }

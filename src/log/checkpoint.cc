@@ -180,12 +180,6 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   return out;
 }
 
-Result<CheckpointInfo> LogManager::write_checkpoint_to(SessionCore& s, const std::string& dir,
-                                                       const std::string&) {
-  STOA_ASSIGN(SnapshotFile f, write_snapshot(store_, s, env_, dir, nullptr));
-  return CheckpointInfo{f.ts, f.bytes, f.keys};
-}
-
 Result<CheckpointInfo> LogManager::checkpoint(SessionCore& s, bool wait) {
   if (wait) {
     if (util::shm_mutex_lock(&hdr_->ckpt_mu) == util::LockResult::kOwnerDied) {

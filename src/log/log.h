@@ -94,9 +94,6 @@ class LogManager {
   // directory, then drops older checkpoints and log segments. Uses session
   // `s` (not in a transaction). kBusy when another one is running.
   Result<CheckpointInfo> checkpoint(SessionCore& s, bool wait);
-  // Writes a checkpoint of a snapshot into directory `dir` (backup).
-  Result<CheckpointInfo> write_checkpoint_to(SessionCore& s, const std::string& dir,
-                                             const std::string& name_prefix);
 
   // --- recovery (recovery.cc) ----------------------------------------------
   // Alone, on an empty (fresh) data file: loads the newest checkpoint in
@@ -139,9 +136,8 @@ class LogManager {
 
 template <typename Fn>
 void LogManager::settle_dead(uint64_t* log_start, uint64_t* log_len, bool committed, Fn ops_fn) {
-  std::vector<log::Op> ops;
-  std::vector<std::string> keep;  // owns bytes ops point into, when needed
-  if (*log_len != 0 && committed) ops_fn(&ops, &keep);
+  std::vector<log::Op> ops;  // views into the shared mapping
+  if (*log_len != 0 && committed) ops_fn(&ops);
   (void)settle_locked(log_start, log_len, committed, &ops);
 }
 

@@ -42,6 +42,14 @@ Result<int> LogFiles::fd(uint64_t index, bool create) {
   return *fd;
 }
 
+void LogFiles::drop_fd(uint64_t index) {
+  util::MutexLock g(mu_);
+  auto it = fds_.find(index);
+  if (it == fds_.end()) return;
+  env_->close(it->second);
+  fds_.erase(it);
+}
+
 Status LogFiles::create_segments(uint64_t from, uint64_t end) {
   if (end <= from) return {};
   for (uint64_t i = from / seg_; i <= (end - 1) / seg_; i++) {
@@ -52,30 +60,32 @@ Status LogFiles::create_segments(uint64_t from, uint64_t end) {
   return env_->sync_dir(dir_);
 }
 
-Status LogFiles::write(uint64_t lsn, const void* data, uint64_t len) {
-  const char* p = static_cast<const char*>(data);
-  while (len > 0) {
-    uint64_t i = lsn / seg_, off = lsn % seg_, n = std::min(len, seg_ - off);
+template <typename Fn>
+Status LogFiles::each_piece(uint64_t lsn, uint64_t len, Fn fn) {
+  for (uint64_t done = 0; done < len;) {
+    const uint64_t at = lsn + done, i = at / seg_, off = at % seg_;
+    const uint64_t n = std::min(len - done, seg_ - off);
     STOA_ASSIGN(int f, fd(i, false));
-    STOA_TRY(env_->pwrite_all(f, p, size_t(n), off, segment_path(i)));
-    p += n;
-    lsn += n;
-    len -= n;
+    STOA_TRY(fn(f, done, n, off, segment_path(i)));
+    done += n;
   }
   return {};
 }
 
+Status LogFiles::write(uint64_t lsn, const void* data, uint64_t len) {
+  const char* p = static_cast<const char*>(data);
+  return each_piece(lsn, len,
+                    [&](int f, uint64_t done, uint64_t n, uint64_t off, const std::string& path) {
+                      return env_->pwrite_all(f, p + done, size_t(n), off, path);
+                    });
+}
+
 Status LogFiles::read(uint64_t lsn, void* data, uint64_t len) {
   char* p = static_cast<char*>(data);
-  while (len > 0) {
-    uint64_t i = lsn / seg_, off = lsn % seg_, n = std::min(len, seg_ - off);
-    STOA_ASSIGN(int f, fd(i, false));
-    STOA_TRY(env_->pread_all(f, p, size_t(n), off, segment_path(i)));
-    p += n;
-    lsn += n;
-    len -= n;
-  }
-  return {};
+  return each_piece(lsn, len,
+                    [&](int f, uint64_t done, uint64_t n, uint64_t off, const std::string& path) {
+                      return env_->pread_all(f, p + done, size_t(n), off, path);
+                    });
 }
 
 Status LogFiles::sync(uint64_t from, uint64_t to) {
@@ -92,14 +102,7 @@ Status LogFiles::cut_after(uint64_t lsn) {
   STOA_ASSIGN(auto present, list());
   for (uint64_t i : present) {
     if (i <= keep) continue;
-    {
-      util::MutexLock g(mu_);
-      auto it = fds_.find(i);
-      if (it != fds_.end()) {
-        env_->close(it->second);
-        fds_.erase(it);
-      }
-    }
+    drop_fd(i);
     STOA_TRY(env_->remove(segment_path(i)));
   }
   if (std::find(present.begin(), present.end(), keep) != present.end()) {
@@ -121,14 +124,7 @@ Status LogFiles::remove_before(uint64_t lsn) {
   bool removed = false;
   for (uint64_t i : present) {
     if ((i + 1) * seg_ > lsn) continue;
-    {
-      util::MutexLock g(mu_);
-      auto it = fds_.find(i);
-      if (it != fds_.end()) {
-        env_->close(it->second);
-        fds_.erase(it);
-      }
-    }
+    drop_fd(i);
     STOA_TRY(env_->remove(segment_path(i)));
     removed = true;
   }

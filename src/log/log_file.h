@@ -56,6 +56,11 @@ class LogFiles {
 
  private:
   Result<int> fd(uint64_t index, bool create);
+  void drop_fd(uint64_t index);  // before its file is removed
+  // Calls fn(fd, offset into the caller's bytes, length, file offset, path)
+  // for each segment piece of [lsn, lsn+len).
+  template <typename Fn>
+  Status each_piece(uint64_t lsn, uint64_t len, Fn fn);
 
   Env* env_;
   std::string dir_;

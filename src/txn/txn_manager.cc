@@ -191,7 +191,7 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
   // it passed the commit point, else padding. Before the watermark moves.
   store_->log().settle_dead(
       &t.log_start, &t.log_len, state == txn::CommitState::kInstalling,
-      [&](std::vector<log::Op>* ops, std::vector<std::string>*) {
+      [&](std::vector<log::Op>* ops) {
         if (t.list == 0 || !r.ensure(t.list, count * 16).ok()) return;
         const auto* pairs = reinterpret_cast<const txn::CommitPair*>(r.ro(t.list));
         for (uint64_t i = 0; i < count; i++) {
