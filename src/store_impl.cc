@@ -47,6 +47,7 @@
 
 #include <fmt/format.h>
 
+#include "crash/crash_point.h"
 #include "util/clock.h"
 
 namespace stoa::internal {
@@ -202,6 +203,7 @@ Status StoreImpl::open_protocol() {
     bool recreated = false;
     STOA_TRY(table_->init_alone(slots, region_->seed(), &recreated));
     recoveries_before_ = table_->header()->recoveries.load(std::memory_order_relaxed);
+    heap_->count_repairs_in(&table_->header()->counters.heap_repaired);
     txns_ = std::make_unique<TxnManager>(this);
     const bool fresh = created || rebuild_pending_;
     const uint64_t seg_size = rebuild_pending_      ? rebuild_segment_size_
@@ -229,6 +231,7 @@ Status StoreImpl::open_protocol() {
     } else {
       heap_->set_clean(false);  // a crash during the rebuild must not look tidy next time
       STOA_TRY(heap_->rebuild_all());
+      table_->header()->counters.heap_rebuilt.fetch_add(1, std::memory_order_relaxed);
       for (uint32_t i = 0; i < slots; i++) {
         session::SessionSlot* sl = table_->slot(i);
         if (sl->state.load(std::memory_order_relaxed) != uint32_t(session::SlotState::kFree)) {
@@ -249,6 +252,7 @@ Status StoreImpl::open_protocol() {
   } else {
     STOA_TRY(table_->check_attached(slots, region_->seed()));
     STOA_TRY(table_->attach_shared());
+    heap_->count_repairs_in(&table_->header()->counters.heap_repaired);
     txns_ = std::make_unique<TxnManager>(this);
     if (seg == 0) return Error(Code::kCorrupt, fmt::format("{}: log header not set up", data));
     log_ = std::make_unique<LogManager>(this, env_, log_dir, seg);
@@ -319,13 +323,17 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
   const bool interrupted = state == uint32_t(session::SlotState::kRecovering);
   const uint32_t first_gen = interrupted ? sl->recover_from : old_gen;
   table_->mark_owned(i, true);
+  STOA_CRASH_POINT(kSessionClaim);
   if (dead && !interrupted) {
     sl->recover_from = old_gen;
     sl->state.store(uint32_t(session::SlotState::kRecovering), std::memory_order_release);
   }
   // The dead owner's commit first: roll it forward or back, publishing what
   // it committed before the heap reclaim frees its private blocks.
-  if (dead) txns_->recover(i, sl, first_gen);
+  if (dead) {
+    STOA_CRASH_POINT(kSessionReclaim);
+    txns_->recover(i, sl, first_gen);
+  }
   txn::reset(sl->txn);
   for (uint32_t hs = t.header()->high_slot.load(std::memory_order_relaxed);
        hs < i + 1 && !t.header()->high_slot.compare_exchange_weak(hs, i + 1);) {
@@ -346,6 +354,7 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
     auto to_purgatory = [&](region::Offset body, uint64_t bytes) {
       cycles_->retire(sl->purgatory, *heap_, o, body, bytes);
     };
+    STOA_CRASH_POINT(kSessionReclaimHeap);
     // A chain of recoverers that each died part-way left blocks under every
     // generation from the original owner's (first_gen) to the last
     // recoverer's (old_gen): each claim bumps the generation by one.

@@ -41,6 +41,13 @@ Result<StoreStats> StoreImpl::stats() {
   const session::LockHeader* lh = table_->header();
   s.current_cycle = lh->cycle.current.load(std::memory_order_acquire);
   s.sessions_recovered = lh->recoveries.load(std::memory_order_relaxed);
+  const session::RecoveryCounters& rc = lh->counters;
+  s.recovery.rolled_forward = rc.rolled_forward.load(std::memory_order_relaxed);
+  s.recovery.undone = rc.undone.load(std::memory_order_relaxed);
+  s.recovery.log_settled = rc.log_settled.load(std::memory_order_relaxed);
+  s.recovery.nodes_unfrozen = rc.nodes_unfrozen.load(std::memory_order_relaxed);
+  s.recovery.heap_repaired = rc.heap_repaired.load(std::memory_order_relaxed);
+  s.recovery.heap_rebuilt = rc.heap_rebuilt.load(std::memory_order_relaxed);
   const index::IndexHeader* ih = txns_->header();
   s.keys = ih->records.load(std::memory_order_relaxed);
   s.last_commit_ts = ih->next_ts.load(std::memory_order_acquire);

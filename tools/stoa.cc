@@ -263,6 +263,12 @@ Json stats_json(const StoreStats& s) {
          {"purgatory_bytes", s.purgatory_bytes},
          {"purgatory_objects", s.purgatory_objects},
          {"sessions_recovered", s.sessions_recovered},
+         {"recovery", Json{{"rolled_forward", s.recovery.rolled_forward},
+                           {"undone", s.recovery.undone},
+                           {"log_settled", s.recovery.log_settled},
+                           {"nodes_unfrozen", s.recovery.nodes_unfrozen},
+                           {"heap_repaired", s.recovery.heap_repaired},
+                           {"heap_rebuilt", s.recovery.heap_rebuilt}}},
          {"keys", s.keys},
          {"last_commit_ts", s.last_commit_ts},
          {"visible_ts", s.visible_ts},
@@ -307,6 +313,12 @@ void print_stats(const StoreStats& s) {
   fmt::print("purgatory      {} in {} objects\n", sized(s.purgatory_bytes), s.purgatory_objects);
   fmt::print("recovered      {} dead sessions reclaimed since the lock file was made\n",
              s.sessions_recovered);
+  const RecoveryCounts& rc = s.recovery;
+  fmt::print(
+      "  branches     {} rolled forward, {} undone, {} log ranges settled, {} frozen nodes "
+      "replaced, {} heap lists repaired, {} heap rebuilds\n",
+      rc.rolled_forward, rc.undone, rc.log_settled, rc.nodes_unfrozen, rc.heap_repaired,
+      rc.heap_rebuilt);
   fmt::print("keys           {} (last commit ts {}, visible up to ts {})\n", s.keys,
              s.last_commit_ts, s.visible_ts);
   fmt::print("durable        up to ts {}{}\n", s.durable_ts,

@@ -52,6 +52,17 @@ struct SessionInfo {
   uint64_t snapshot = 0;         // snapshot of its running transaction, 0 when none
 };
 
+// What recovery did, in any process, since the lock file was made: each
+// branch of the crash-recovery protocols, counted when taken.
+struct RecoveryCounts {
+  uint64_t rolled_forward = 0;  // dead commits past their commit point, finished by a survivor
+  uint64_t undone = 0;          // dead commits before it: locks released, versions dropped
+  uint64_t log_settled = 0;     // dead commits' log ranges rewritten (the record, or padding)
+  uint64_t nodes_unfrozen = 0;  // frozen index nodes replaced by a helping writer
+  uint64_t heap_repaired = 0;   // allocator lists rebuilt after their lock holder died
+  uint64_t heap_rebuilt = 0;    // whole-heap rebuilds by a lone opener after a crash
+};
+
 struct StoreStats {
   std::string path;
   uint64_t file_size = 0;
@@ -64,6 +75,7 @@ struct StoreStats {
   uint64_t purgatory_bytes = 0;
   uint64_t purgatory_objects = 0;
   uint64_t sessions_recovered = 0;  // dead sessions reclaimed since the lock file was made
+  RecoveryCounts recovery;          // the recovery branches those reclaims took
   uint64_t keys = 0;                // key records in the index (deleted keys included)
   uint64_t last_commit_ts = 0;      // last commit timestamp handed out
   uint64_t visible_ts = 0;          // every commit up to here is installed: new snapshots

@@ -33,6 +33,7 @@
 
 #include <fmt/format.h>
 
+#include "crash/crash_point.h"
 #include "store_impl.h"
 
 namespace stoa::index {
@@ -230,6 +231,7 @@ Result<bool> Btree::replace(internal::SessionCore& s, std::vector<Step>& path, s
     return true;
   }
   freeze(p);
+  STOA_CRASH_POINT(kIndexFreeze);
   if ((p->ptr[pi].load(std::memory_order_acquire) & ~kFrozen) != old) return false;
   // P's entries, with `old` replaced by the new nodes and their separators.
   std::vector<uint64_t> ptrs, sp, prefs;
@@ -268,6 +270,7 @@ Status Btree::help(internal::SessionCore& s, std::vector<Step>& path, size_t dep
   std::vector<Offset> created{c}, replaced;
   auto ok = replace(s, path, depth, x_off, {c}, {0}, created, replaced);
   if (ok.ok() && *ok) {
+    if (unfrozen_ != nullptr) unfrozen_->fetch_add(1, std::memory_order_relaxed);
     for (Offset r : replaced) (void)s.retire(r);
   } else {
     for (Offset o : created) (void)s.free(o);
@@ -383,12 +386,18 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
     Status st = build_nodes(s, NodeKind::kLeaf, 0, ptrs, {}, prefs, &nodes, &seps, created);
     Result<bool> linked = false;
     if (st.ok()) {
+      if (nodes.size() > 1) {
+        STOA_CRASH_POINT(kIndexSplit);
+      } else {
+        STOA_CRASH_POINT(kIndexNodeCopy);
+      }
       path.push_back({cur, -1});
       linked = replace(s, path, path.size() - 1, cur, nodes, seps, created, replaced);
     } else {
       linked = std::move(st).error();
     }
     if (linked.ok() && *linked) {
+      STOA_CRASH_POINT(kIndexCas);
       for (Offset o : replaced) (void)s.retire(o);
       for (size_t k = i; k < j; k++) {
         if (fresh[k] != 0 && (*recs)[k] == fresh[k]) {

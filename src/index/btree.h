@@ -26,6 +26,8 @@ namespace stoa::index {
 class Btree {
  public:
   explicit Btree(internal::StoreImpl* store);
+  // Where to count the frozen nodes that help() replaces (recovery stats).
+  void count_unfrozen_in(std::atomic<uint64_t>* counter) { unfrozen_ = counter; }
 
   IndexHeader* header() const { return hdr_; }
 
@@ -110,6 +112,9 @@ class Btree {
 
   region::Region* region_;
   IndexHeader* hdr_;
+  // Frozen nodes this tree's helpers replaced (a shared statistics word the
+  // store points at; relaxed increments). Null: not counted.
+  std::atomic<uint64_t>* unfrozen_ = nullptr;
 };
 
 }  // namespace stoa::index

@@ -28,6 +28,7 @@
 
 #include <fmt/format.h>
 
+#include "crash/crash_point.h"
 #include "log/log.h"
 #include "store_impl.h"
 #include "util/hash.h"
@@ -174,7 +175,9 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   f.checksum = util::checksum64(&f, offsetof(log::CheckpointFooter, checksum));
   STOA_TRY(put(&f, sizeof(f)));
   STOA_TRY(env->sync(fd, tmp));
+  STOA_CRASH_POINT(kCkptWritten);
   STOA_TRY(env->rename(tmp, out.path));
+  STOA_CRASH_POINT(kCkptRenamed);
   STOA_TRY(env->sync_dir(dir));
   out.bytes = at;
   return out;
@@ -213,6 +216,7 @@ Result<CheckpointInfo> LogManager::checkpoint(SessionCore& s, bool wait) {
   }
   hdr_->checkpoint_bytes.store(f->bytes, std::memory_order_relaxed);
   hdr_->checkpoint_ts.store(f->ts, std::memory_order_release);
+  STOA_CRASH_POINT(kCkptCleanup);
   // Older checkpoints and the log they replace.
   if (auto names = env_->list_dir(dir); names.ok()) {
     for (const auto& n : *names) {

@@ -63,6 +63,7 @@
 
 #include <fmt/format.h>
 
+#include "crash/crash_point.h"
 #include "store_impl.h"
 #include "util/shm_mutex.h"
 
@@ -169,6 +170,7 @@ Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
     util::shm_mutex_consistent(&hdr_->reserve_mu);
   }
   hdr_->reserve_slot = s.slot();
+  STOA_CRASH_POINT(kLogReserveLocked);
   index::IndexHeader* ih = store_->txns().header();
   Status st;
   uint64_t start = 0;
@@ -194,6 +196,7 @@ Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
       t.log_start = start;
       t.log_len = len;
       ih->next_ts.store(end, std::memory_order_seq_cst);
+      STOA_CRASH_POINT(kLogReserveAdvanced);
     }
   }
   util::shm_mutex_unlock(&hdr_->reserve_mu);
@@ -239,6 +242,7 @@ Status LogManager::settle_locked(uint64_t* log_start, uint64_t* log_len, bool co
   if (*log_len != 0 && *log_start + *log_len > tail) *log_len = 0;  // never reserved
   util::shm_mutex_unlock(&hdr_->reserve_mu);
   if (*log_len == 0) return {};
+  store_->table().header()->counters.log_settled.fetch_add(1, std::memory_order_relaxed);
   Status st = committed && ops != nullptr && !ops->empty()
                   ? write_commit(*log_start, *log_len, *ops)
                   : write_padding(*log_start, *log_len);
@@ -288,8 +292,10 @@ Status LogManager::flush(uint64_t target) {
     } else {
       uint64_t upto = store_->txns().header()->visible_ts.load(std::memory_order_seq_cst);
       if (failed != 0) upto = std::min(upto, failed);
+      STOA_CRASH_POINT(kLogFlushLocked);
       Status s = files_.sync(from, upto);
       if (s.ok()) {
+        STOA_CRASH_POINT(kLogFlushSynced);
         if (upto > from) hdr_->synced.store(upto, std::memory_order_release);
         if (upto < target) done = false;  // an earlier commit is still installing
       } else {

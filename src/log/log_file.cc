@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "crash/crash_point.h"
+
 namespace stoa::log {
 
 LogFiles::LogFiles(Env* env, std::string dir, uint64_t segment_size)
@@ -57,6 +59,7 @@ Status LogFiles::create_segments(uint64_t from, uint64_t end) {
     STOA_ASSIGN(uint64_t have, env_->file_size(f, segment_path(i)));
     if (have < seg_) STOA_TRY(env_->allocate(f, 0, seg_, segment_path(i)));
   }
+  STOA_CRASH_POINT(kLogSegmentCreated);
   return env_->sync_dir(dir_);
 }
 

@@ -40,6 +40,7 @@
 
 #include <fmt/format.h>
 
+#include "crash/crash_point.h"
 #include "util/shm_mutex.h"
 
 namespace stoa::region {
@@ -375,6 +376,7 @@ void Heap::flush_class(Owner& o, uint32_t cls, uint32_t keep) {
   blk(tail)->link.store(cm.head, std::memory_order_relaxed);
   cm.head = first;
   cm.count += n;
+  STOA_CRASH_POINT(kHeapClassLocked);
   for (Offset b = first, i = 0; i < n; i++) {
     Offset next = blk(b)->link.load(std::memory_order_relaxed);
     set_tag(b, Tag{BlockState::kFree, cls, 0, 0});
@@ -399,6 +401,7 @@ void Heap::lock_class(uint32_t cls) {
 void Heap::unlock_class(uint32_t cls) { util::shm_mutex_unlock(&meta()->classes[cls].lock); }
 
 void Heap::repair_class(uint32_t cls) {
+  if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
   ClassMeta& cm = meta()->classes[cls];
   uint64_t limit = region_->file_size() / kClassSize[0] + 1, n = 0;
   Offset prev = 0, b = cm.head;
@@ -476,6 +479,7 @@ void Heap::bin_remove(Offset run, uint64_t npages) {
 }
 
 void Heap::repair_pages() {
+  if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
   HeapMeta* m = meta();
   for (auto& b : m->bins) b = 0;
   uint64_t free_pages = 0;
@@ -525,6 +529,7 @@ Status Heap::grow_locked(uint64_t npages) {
   uint64_t n = (target - fs) / kPageSize;
   write_free_run(fs, n);
   meta()->file_size.store(target, std::memory_order_release);  // commit: walkers see the run
+  STOA_CRASH_POINT(kHeapGrow);
   meta()->free_pages += n;
   // Coalesce with a free run just before the old end.
   Offset start = fs;
@@ -565,6 +570,7 @@ Result<Offset> Heap::alloc_run_locked(uint64_t npages, RunKind kind, uint32_t cl
     }
     bin_remove(run, r.npages);
     if (r.npages > npages) write_free_run(run + npages * kPageSize, r.npages - npages);
+    STOA_CRASH_POINT(kHeapRunSplit);
     if (kind == RunKind::kSlab) {
       uint64_t n = slab_blocks(cls);
       Offset b = run + kRunHeaderSize;
@@ -611,6 +617,7 @@ void Heap::free_run_locked(Offset run) {
       n += pr.npages;
     }
   }
+  STOA_CRASH_POINT(kHeapRunMerge);
   write_free_run(start, n);  // commit: the word store inside
   bin_insert(start, n);
   meta()->free_pages += freed;

@@ -97,6 +97,9 @@ struct HeapStats {
 class Heap {
  public:
   Heap(Region* region, bool poison_freed);
+  // Where to count list repairs after a holder died (a shared statistics
+  // word the store points at; relaxed increments). Null: not counted.
+  void count_repairs_in(std::atomic<uint64_t>* counter) { repairs_ = counter; }
 
   Result<Offset> alloc(Owner& o, size_t size);
   Status publish(Owner& o, Offset body);
@@ -179,6 +182,7 @@ class Heap {
   Region* region_;
   uint64_t seed_;
   bool poison_;
+  std::atomic<uint64_t>* repairs_ = nullptr;  // see count_repairs_in
 };
 
 }  // namespace stoa::region

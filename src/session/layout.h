@@ -28,7 +28,7 @@
 namespace stoa::session {
 
 inline constexpr char kLockMagic[8] = {'S', 'T', 'O', 'A', 'L', 'C', 'K', '1'};
-inline constexpr uint32_t kLockFormatVersion = 1;
+inline constexpr uint32_t kLockFormatVersion = 2;
 inline constexpr uint64_t kSlotsOffset = 4096;
 inline constexpr uint32_t kRecorderEntries = 64;
 
@@ -89,6 +89,21 @@ struct RecorderRing {
 };
 static_assert(sizeof(RecorderRing) == 2048);
 
+// What recovery did since the lock file was made, in any process (relaxed
+// increments: statistics, read by stats(); the kill suites assert that each
+// branch is taken).
+struct RecoveryCounters {
+  std::atomic<uint64_t> rolled_forward;  // dead commits past the commit point, finished
+  std::atomic<uint64_t> undone;          // dead commits before it, unlocked and dropped
+  std::atomic<uint64_t> log_settled;     // dead log ranges rewritten (record or padding)
+  std::atomic<uint64_t> nodes_unfrozen;  // frozen index nodes replaced by a helper
+  std::atomic<uint64_t> heap_repaired;   // heap lists rebuilt after a holder died
+  std::atomic<uint64_t> heap_rebuilt;    // whole-heap rebuilds by a lone opener
+  std::atomic<uint64_t> reserved[2];
+};
+static_assert(sizeof(RecoveryCounters) == 64);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
 struct LockHeader {
   char magic[8];            // kLockMagic
   uint32_t format_version;  // kLockFormatVersion
@@ -102,16 +117,18 @@ struct LockHeader {
   // One past the highest slot ever claimed since the lock file was made:
   // scans of per-slot state stop here. Raised by CAS-max when claiming.
   std::atomic<uint32_t> high_slot;
+  alignas(64) RecoveryCounters counters;
 };
 static_assert(sizeof(LockHeader) <= 4096);
-static_assert(offsetof(LockHeader, cycle) == 64 && offsetof(LockHeader, recoveries) == 640);
+static_assert(offsetof(LockHeader, cycle) == 64 && offsetof(LockHeader, recoveries) == 640 &&
+              offsetof(LockHeader, counters) == 704);
 static_assert(std::is_standard_layout_v<LockHeader>);
 
 inline constexpr uint64_t kLockLayoutWord =
     region::kRegionLayoutWord ^ (uint64_t{sizeof(SessionSlot)} << 3) ^
     (uint64_t{sizeof(LockHeader)} << 17) ^ (uint64_t{sizeof(RecorderEntry)} << 29) ^
     (uint64_t{kRecorderEntries} << 37) ^ (uint64_t{sizeof(cycle::Purgatory)} << 43) ^
-    (uint64_t{sizeof(txn::TxnSlot)} << 51);
+    (uint64_t{sizeof(txn::TxnSlot)} << 51) ^ (uint64_t{sizeof(RecoveryCounters)} << 57);
 
 inline uint64_t lock_file_size(uint32_t slot_count) {
   return kSlotsOffset + uint64_t{slot_count} * kSlotStride +

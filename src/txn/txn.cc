@@ -45,6 +45,7 @@
 
 #include <fmt/format.h>
 
+#include "crash/crash_point.h"
 #include "store_impl.h"
 #include "util/clock.h"
 
@@ -332,6 +333,7 @@ Result<uint64_t> TxnImpl::commit() {
   t.list = *list;
   t.list_count.store(0, std::memory_order_relaxed);
   t.state.store(uint32_t(txn::CommitState::kLocking), std::memory_order_release);
+  STOA_CRASH_POINT(kCommitList);
   // Records first (keys in order, one copy per leaf they land in), then the
   // list entry and lock of each, in key order.
   std::vector<std::string_view> keys;
@@ -354,6 +356,7 @@ Result<uint64_t> TxnImpl::commit() {
       return std::move(st).error();
     }
     i++;
+    STOA_CRASH_POINT(kCommitLock);
   }
   // The log record's ops (log.cc): key order, values read from our versions.
   std::vector<log::Op> ops;
@@ -374,24 +377,29 @@ Result<uint64_t> TxnImpl::commit() {
     abort();
     return std::move(start).error();
   }
+  STOA_CRASH_POINT(kCommitReserved);
   const uint64_t cts = *start + len;
   t.installing.store(*start + 1, std::memory_order_seq_cst);  // +1: 0 means "none"
   t.commit_ts = cts;
   t.state.store(uint32_t(txn::CommitState::kValidating), std::memory_order_release);
   if (Status st = validate(); !st.ok()) {
+    STOA_CRASH_POINT(kCommitAbortPadding);
     (void)lg.write_padding(*start, len);
     t.log_len = 0;
     release_commit(n, true);
     abort();
     return std::move(st).error();
   }
+  STOA_CRASH_POINT(kCommitValidated);
   region::Region& r = store_->region();
   for (uint64_t k = 0; k < n; k++)
     reinterpret_cast<index::Version*>(r.rw(pairs[k].version))->ts = cts;
   t.state.store(uint32_t(txn::CommitState::kInstalling),
                 std::memory_order_seq_cst);  // commit point
+  STOA_CRASH_POINT(kCommitPoint);
   Status logged = lg.write_commit(*start, len, ops);
   t.log_len = 0;
+  STOA_CRASH_POINT(kCommitLogged);
   for (uint64_t k = 0; k < n; k++) {
     auto* rec = tree.record_rw(pairs[k].record);
     auto* ver = reinterpret_cast<index::Version*>(r.rw(pairs[k].version));
@@ -400,12 +408,16 @@ Result<uint64_t> TxnImpl::commit() {
     (void)s_->publish(pairs[k].version);
     rec->head.store(pairs[k].version, std::memory_order_release);
     mgr_->trim(*s_, rec);
+    STOA_CRASH_POINT(kCommitInstall);
   }
+  STOA_CRASH_POINT(kCommitInstalled);
   release_commit(n, true);
   writes_.clear();  // installed: no longer ours to free
+  STOA_CRASH_POINT(kCommitReleased);
   mgr_->notify_commit();
   mgr_->await_visible(cts);
   end();
+  STOA_CRASH_POINT(kCommitVisible);
   // Installed and visible; now the promise of the durability mode.
   if (!logged.ok()) return std::move(logged).error();
   STOA_TRY(lg.after_commit(cts, store_->options().durability));

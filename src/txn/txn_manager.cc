@@ -47,7 +47,9 @@ constexpr uint64_t kThresholdTtlNs = 1'000'000;  // recompute the trim threshold
 constexpr uint64_t kVisibleWaitNs = 10'000'000'000ull;
 }  // namespace
 
-TxnManager::TxnManager(StoreImpl* store) : store_(store), tree_(store) {}
+TxnManager::TxnManager(StoreImpl* store) : store_(store), tree_(store) {
+  tree_.count_unfrozen_in(&store->table().header()->counters.nodes_unfrozen);
+}
 
 uint64_t TxnManager::take_snapshot(session::SessionSlot* slot) {
   index::IndexHeader* h = header();
@@ -187,6 +189,12 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
   region::Region& r = store_->region();
   region::Heap& heap = store_->heap();
   const uint64_t count = t.list_count.load(std::memory_order_acquire);
+  session::RecoveryCounters& counters = store_->table().header()->counters;
+  if (state == txn::CommitState::kInstalling) {
+    counters.rolled_forward.fetch_add(1, std::memory_order_relaxed);
+  } else if (state != txn::CommitState::kIdle) {
+    counters.undone.fetch_add(1, std::memory_order_relaxed);
+  }
   // Its log range first (log.cc): the record again from the commit list if
   // it passed the commit point, else padding. Before the watermark moves.
   store_->log().settle_dead(
