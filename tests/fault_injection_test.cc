@@ -475,11 +475,21 @@ TEST(FaultInjectionRepair, FailedRepairCheckpointIsRetriedByTheNextOpen) {
 // flusher thread does. When it fails, the log is failed: later commits
 // fail with kIo, durable_ts stops before the failure, and after a power
 // loss the store holds a prefix containing everything durable.
-TEST(FaultInjectionGroup, FailedGroupFlushFailsLaterCommits) {
+// kGroup with the log's threads on: the flusher thread does the fdatasync
+// (SimEnv names the thread whose call failed), and its failure fails every
+// later commit. With them off (watchdog_interval 0), the committer syncs
+// inline and its own commit reports the failure.
+class FaultInjectionGroup : public ::testing::TestWithParam<bool> {};
+
+TEST_P(FaultInjectionGroup, FailedGroupFlushFailsLaterCommits) {
+  const bool flusher = GetParam();
   const uint64_t seed = test::test_seed();
-  std::printf("seed %llu\n", (unsigned long long)seed);
+  Options opts = store_options(Durability::kGroup);
+  if (flusher) opts.watchdog_interval = std::chrono::milliseconds(20);
+  int flusher_failures = 0;
   for (uint64_t n = 1; n <= 8; n++) {
-    SCOPED_TRACE(fmt::format("group flush sync {} fails, seed {}", n, seed));
+    SCOPED_TRACE(fmt::format("group flush sync {} fails, {}, seed {}", n,
+                             flusher ? "flusher thread" : "inline", seed));
     TempDir dir("fault-group");
     const std::string path = dir.sub("store");
     SimEnv env(seed + n);
@@ -487,7 +497,7 @@ TEST(FaultInjectionGroup, FailedGroupFlushFailsLaterCommits) {
     History h;
     uint64_t durable = 0;
     {
-      auto opened = StoreAccess::open(path, store_options(Durability::kGroup), &env);
+      auto opened = StoreAccess::open(path, opts, &env);
       ASSERT_TRUE(opened.ok()) << err(opened);
       Store& store = **opened;
       auto s = store.session();
@@ -503,6 +513,17 @@ TEST(FaultInjectionGroup, FailedGroupFlushFailsLaterCommits) {
         if (i % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
       ASSERT_TRUE(failed) << "no commit failed after the flusher's fdatasync failed";
+      ASSERT_EQ(env.faults_fired(), 1u);
+      if (flusher && env.fault_path().ends_with("/log")) {
+        // The committer's directory sync after creating a segment.
+        EXPECT_EQ(env.fault_thread(), std::this_thread::get_id());
+      } else if (flusher) {
+        EXPECT_NE(env.fault_thread(), std::this_thread::get_id())
+            << "the committer, not the flusher, made the failed fdatasync of " << env.fault_path();
+        flusher_failures++;
+      } else {
+        EXPECT_EQ(env.fault_thread(), std::this_thread::get_id());
+      }
       auto st = store.stats();
       ASSERT_TRUE(st.ok());
       EXPECT_FALSE(st->log_failed.empty());
@@ -530,7 +551,13 @@ TEST(FaultInjectionGroup, FailedGroupFlushFailsLaterCommits) {
     EXPECT_TRUE(read_all(**opened) == h.state(st->last_commit_ts))
         << "not the commit prefix up to " << st->last_commit_ts;
   }
+  if (flusher) {
+    EXPECT_GT(flusher_failures, 0) << "no fault hit the flusher's fdatasync";
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, FaultInjectionGroup, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Flusher" : "Inline"; });
 
 }  // namespace
 }  // namespace stoa

@@ -67,6 +67,16 @@ uint64_t SimEnv::faults_fired() const {
   return fired_;
 }
 
+std::thread::id SimEnv::fault_thread() const {
+  util::MutexLock g(mu_);
+  return fired_on_;
+}
+
+std::string SimEnv::fault_path() const {
+  util::MutexLock g(mu_);
+  return fired_path_;
+}
+
 uint64_t SimEnv::ops() const {
   util::MutexLock g(mu_);
   return ops_;
@@ -78,11 +88,13 @@ bool SimEnv::tick() {
   return cut_;
 }
 
-bool SimEnv::take_fault(Fault kind) {
+bool SimEnv::take_fault(Fault kind, const std::string& path) {
   if (fault_ != kind || fault_in_ == 0) return false;
   if (--fault_in_ != 0) return false;
   fault_ = Fault::kNone;
   fired_++;
+  fired_on_ = std::this_thread::get_id();
+  fired_path_ = path;
   return true;
 }
 
@@ -136,7 +148,8 @@ void SimEnv::close(int fd) {
 Status SimEnv::allocate(int fd, uint64_t offset, uint64_t len, const std::string& path) {
   util::MutexLock g(mu_);
   tick();
-  if (take_fault(Fault::kAllocateEnospc)) return errno_error(ENOSPC, "extend (injected)", path);
+  if (take_fault(Fault::kAllocateEnospc, path))
+    return errno_error(ENOSPC, "extend (injected)", path);
   return Env::allocate(fd, offset, len, path);
 }
 
@@ -144,9 +157,9 @@ Status SimEnv::pwrite_all(int fd, const void* data, size_t len, uint64_t offset,
                           const std::string& path) {
   util::MutexLock g(mu_);
   tick();  // after a cut, writes still reach the page cache (to be lost)
-  if (take_fault(Fault::kWriteEio)) return errno_error(EIO, "write (injected)", path);
-  if (take_fault(Fault::kWriteEnospc)) return errno_error(ENOSPC, "write (injected)", path);
-  if (take_fault(Fault::kShortWrite)) {
+  if (take_fault(Fault::kWriteEio, path)) return errno_error(EIO, "write (injected)", path);
+  if (take_fault(Fault::kWriteEnospc, path)) return errno_error(ENOSPC, "write (injected)", path);
+  if (take_fault(Fault::kShortWrite, path)) {
     (void)Env::pwrite_all(fd, data, len / 2, offset, path);
     return errno_error(ENOSPC, "write (injected after a short write)", path);
   }
@@ -156,7 +169,7 @@ Status SimEnv::pwrite_all(int fd, const void* data, size_t len, uint64_t offset,
 Status SimEnv::sync(int fd, const std::string& path) {
   util::MutexLock g(mu_);
   if (tick()) return errno_error(EIO, "sync (power cut)", path);
-  if (take_fault(Fault::kSyncEio)) return errno_error(EIO, "sync (injected)", path);
+  if (take_fault(Fault::kSyncEio, path)) return errno_error(EIO, "sync (injected)", path);
   auto it = fds_.find(fd);
   if (it == fds_.end()) return errno_error(EBADF, "sync", path);
   nodes_[node_of(it->second)].image = read_file(it->second);
@@ -166,7 +179,7 @@ Status SimEnv::sync(int fd, const std::string& path) {
 Status SimEnv::sync_dir(const std::string& path) {
   util::MutexLock g(mu_);
   if (tick()) return errno_error(EIO, "sync directory (power cut)", path);
-  if (take_fault(Fault::kSyncEio)) return errno_error(EIO, "sync directory (injected)", path);
+  if (take_fault(Fault::kSyncEio, path)) return errno_error(EIO, "sync directory (injected)", path);
   snapshot_dir(path);
   return {};
 }

@@ -30,6 +30,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "env/env.h"
 #include "util/mutex.h"
@@ -47,8 +48,12 @@ class SimEnv : public Env {
   bool cut() const;
   // The n-th (>= 1) call of the fault's kind from now fails.
   void inject(Fault f, uint64_t n);
-  // How many injected faults have fired.
+  // How many injected faults have fired; the thread that made the call the
+  // last one failed, and the path it named (a test tells the group
+  // flusher's fdatasync from a committer's directory sync).
   uint64_t faults_fired() const;
+  std::thread::id fault_thread() const;
+  std::string fault_path() const;
   // Applies the power-loss model to every file seen, then "reboots":
   // boot_id changes, cut and faults clear, the images become the files.
   void power_loss();
@@ -73,7 +78,7 @@ class SimEnv : public Env {
   };
   // Counts a mutating call; true when it must fail because the power is out.
   bool tick() REQUIRES(mu_);
-  bool take_fault(Fault kind) REQUIRES(mu_);
+  bool take_fault(Fault kind, const std::string& path) REQUIRES(mu_);
   uint64_t node_of(const std::string& path) REQUIRES(mu_);
   static std::string read_file(const std::string& path);
   static std::string dir_of(const std::string& path);
@@ -88,6 +93,8 @@ class SimEnv : public Env {
   Fault fault_ GUARDED_BY(mu_) = Fault::kNone;
   uint64_t fault_in_ GUARDED_BY(mu_) = 0;
   uint64_t fired_ GUARDED_BY(mu_) = 0;
+  std::thread::id fired_on_ GUARDED_BY(mu_);
+  std::string fired_path_ GUARDED_BY(mu_);
   uint64_t next_id_ GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Node> nodes_ GUARDED_BY(mu_);
   std::map<std::string, uint64_t> names_ GUARDED_BY(mu_);  // path -> node, now
