@@ -221,17 +221,20 @@ Status StoreImpl::open_protocol() {
           st == uint32_t(session::SlotState::kRecovering) ? sl->recover_from : sl->generation;
       txns_->recover(i, sl, gen);
     }
-    bool tidy = heap_->clean() && !recreated;
-    for (uint32_t i = 0; i < slots && tidy; i++) {
-      tidy = table_->slot(i)->state.load(std::memory_order_relaxed) ==
-             uint32_t(session::SlotState::kFree);
+    // Untidy after a crash (heap not closed clean, or a session left in
+    // its slot), or because the lock file was made anew.
+    bool crashed = !heap_->clean();
+    for (uint32_t i = 0; i < slots && !recreated && !crashed; i++) {
+      crashed = table_->slot(i)->state.load(std::memory_order_relaxed) !=
+                uint32_t(session::SlotState::kFree);
     }
+    const bool tidy = !crashed && !recreated;
     if (tidy) {
       heap_->reset_locks();
     } else {
       heap_->set_clean(false);  // a crash during the rebuild must not look tidy next time
       STOA_TRY(heap_->rebuild_all());
-      table_->header()->counters.heap_rebuilt.fetch_add(1, std::memory_order_relaxed);
+      if (crashed) table_->header()->counters.heap_rebuilt.fetch_add(1, std::memory_order_relaxed);
       for (uint32_t i = 0; i < slots; i++) {
         session::SessionSlot* sl = table_->slot(i);
         if (sl->state.load(std::memory_order_relaxed) != uint32_t(session::SlotState::kFree)) {

@@ -237,6 +237,41 @@ struct Round {
   bool ok = false;
 };
 
+// The branches recovery must have taken for `fired` workers killed at the
+// point: each dead commit at kInstalling is rolled forward, each one
+// between its commit list and the commit point is undone, and each with a
+// reserved log range not yet written gets that range settled. A dead holder
+// of the page lock is repaired by the next locker (write_after allocates a
+// large value: it takes the page lock), and a lone open after every armed
+// worker was killed rebuilds the heap.
+void expect_branches(std::string_view name, bool survivor, int fired, const RecoveryCounts& b) {
+  if (fired == 0) return;
+  const uint64_t n = uint64_t(fired);
+  auto any = [&](std::initializer_list<std::string_view> names) {
+    for (auto x : names)
+      if (x == name) return true;
+    return false;
+  };
+  if (any({"txn.commit.point", "txn.commit.logged", "txn.commit.install",
+           "txn.commit.installed"})) {
+    EXPECT_GE(b.rolled_forward, n) << "dead commits past the commit point were not rolled forward";
+  }
+  if (any({"txn.commit.list", "txn.commit.lock", "txn.commit.reserved", "txn.commit.validated",
+           "txn.commit.padding", "log.reserve.locked", "log.reserve.advanced"})) {
+    EXPECT_GE(b.undone, n) << "dead commits before the commit point were not undone";
+  }
+  if (any({"txn.commit.reserved", "txn.commit.validated", "txn.commit.padding", "txn.commit.point",
+           "log.reserve.advanced"})) {
+    EXPECT_GE(b.log_settled, n) << "dead commits' log ranges were not settled";
+  }
+  if (survivor && any({"heap.run.split", "heap.run.merge", "heap.grow"})) {
+    EXPECT_GE(b.heap_repaired, 1u) << "the page lock of a dead holder was not repaired";
+  }
+  if (!survivor && fired == kArmed) {  // the last to die was reclaimed by nobody
+    EXPECT_GE(b.heap_rebuilt, 1u) << "the lone open after a kill did not rebuild";
+  }
+}
+
 // How many hits before the kill: small, so rare steps are reached too.
 uint64_t pick_nth(crash::Point p, std::mt19937_64& rng) {
   std::string_view n = crash::name(p);
@@ -311,6 +346,7 @@ void run_round(crash::Point p, bool survivor, uint64_t seed, Round* out) {
   check_state(*store, *ctl, "after recovery");
   write_after(*store);
   out->branches = counts(*store) - before;
+  expect_branches(name, survivor, out->fired, out->branches);
   check_state(*store, *ctl, "after new commits");
   store.reset();
   auto again = Store::open(path, o);

@@ -394,6 +394,7 @@ void Heap::flush_cache(Owner& o) {
 
 void Heap::lock_class(uint32_t cls) {
   if (util::shm_mutex_lock(&meta()->classes[cls].lock) == util::LockResult::kOwnerDied) {
+    if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
     repair_class(cls);
     util::shm_mutex_consistent(&meta()->classes[cls].lock);
   }
@@ -401,7 +402,6 @@ void Heap::lock_class(uint32_t cls) {
 void Heap::unlock_class(uint32_t cls) { util::shm_mutex_unlock(&meta()->classes[cls].lock); }
 
 void Heap::repair_class(uint32_t cls) {
-  if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
   ClassMeta& cm = meta()->classes[cls];
   uint64_t limit = region_->file_size() / kClassSize[0] + 1, n = 0;
   Offset prev = 0, b = cm.head;
@@ -438,6 +438,7 @@ bool Heap::run_at(Offset run, RunInfo* r) const {
 
 void Heap::lock_pages() {
   if (util::shm_mutex_lock(&meta()->page_lock) == util::LockResult::kOwnerDied) {
+    if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
     repair_pages();
     util::shm_mutex_consistent(&meta()->page_lock);
   }
@@ -479,7 +480,6 @@ void Heap::bin_remove(Offset run, uint64_t npages) {
 }
 
 void Heap::repair_pages() {
-  if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
   HeapMeta* m = meta();
   for (auto& b : m->bins) b = 0;
   uint64_t free_pages = 0;

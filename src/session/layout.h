@@ -121,7 +121,7 @@ struct LockHeader {
 };
 static_assert(sizeof(LockHeader) <= 4096);
 static_assert(offsetof(LockHeader, cycle) == 64 && offsetof(LockHeader, recoveries) == 640 &&
-              offsetof(LockHeader, counters) == 704);
+              offsetof(LockHeader, high_slot) == 648 && offsetof(LockHeader, counters) == 704);
 static_assert(std::is_standard_layout_v<LockHeader>);
 
 inline constexpr uint64_t kLockLayoutWord =
