@@ -224,7 +224,7 @@ std::string problems_text(const VerifyReport& r) {
 void run_stress(bool keep) {
   const uint64_t seed = test_seed();
   const uint64_t ms = keep ? std::max<uint64_t>(1, stress_ms() / 2) : stress_ms();
-  SCOPED_TRACE(fmt::format("seed {:#x} (rerun with STOA_TEST_SEED={:#x})", seed, seed));
+  SCOPED_TRACE(seed_note(seed));
   std::printf("alloc stress: seed %#llx, %d processes x %d threads, %llu ms\n",
               (unsigned long long)seed, kProcs, kThreads, (unsigned long long)ms);
   TempDir dir("alloc-stress");

@@ -262,8 +262,7 @@ class DurableCorruption : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("corrupt-tmpl");
-    seed_ = test::test_seed();
-    std::printf("template seed %llu (STOA_TEST_SEED)\n", (unsigned long long)seed_);
+    seed_ = test::test_seed();  // prints it
     plain_ = new Template;
     plain_->path = dir_->sub("plain");
     build_template(plain_, seed_, 220, 0);
@@ -698,7 +697,7 @@ TEST_F(DurableCorruption, GarbagePastTheLogEndIsHarmless) {
 // commit, a prefix of the rest, and cuts the torn remainder.
 TEST_F(DurableCorruption, PowerLossTearsOnlyTheUnsyncedTail) {
   const uint64_t seed = test::test_seed();
-  std::printf("seed %llu\n", (unsigned long long)seed);
+  SCOPED_TRACE(test::seed_note(seed));
   uint64_t truncated = 0, kept_unsynced = 0;
   for (int round = 0; round < 12; round++) {
     SCOPED_TRACE(fmt::format("round {} seed {}", round, seed));

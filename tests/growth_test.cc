@@ -74,7 +74,7 @@ int grower_main(const std::string& path, int g, uint64_t total, uint64_t seed, T
 
 TEST(Growth, GrowsWhileOthersRead) {
   const uint64_t seed = test_seed();
-  SCOPED_TRACE(fmt::format("seed {:#x} (rerun with STOA_TEST_SEED={:#x})", seed, seed));
+  SCOPED_TRACE(seed_note(seed));
   TempDir dir("growth");
   const std::string path = dir.sub("store");
   Options o;

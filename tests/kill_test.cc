@@ -463,7 +463,7 @@ void final_checks(Children& kids, std::vector<pid_t>& pids, const std::string& p
 void run_kill_test(const char* tag, WorkerFn fn, int target, int max_delay_ms, int mass_every,
                    bool registry) {
   const uint64_t seed = test_seed();
-  SCOPED_TRACE(fmt::format("seed {:#x} (rerun with STOA_TEST_SEED={:#x})", seed, seed));
+  SCOPED_TRACE(seed_note(seed));
   std::printf("kill: seed %#llx, %d workers, %d kills\n", (unsigned long long)seed, kWorkers,
               target);
   TempDir dir(tag);
@@ -501,7 +501,7 @@ TEST(Kill, RandomKillsOnAllocatorLockPaths) {
 // second after the death, and its pin stops holding the cycle back.
 TEST(Kill, DeathDetectionLatency) {
   const uint64_t seed = test_seed();
-  SCOPED_TRACE(fmt::format("seed {:#x}", seed));
+  SCOPED_TRACE(seed_note(seed));
   TempDir dir("kill-latency");
   const std::string path = dir.sub("store");
   Options observer;

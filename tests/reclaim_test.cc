@@ -1,21 +1,26 @@
 // No use-after-free across processes (cycle locking, guarantee 7).
 //
-// A shared structure — a published array of N slots, each holding the offset
-// of a published entry — is walked by reader processes while writer
-// processes replace entries: allocate, fill (a header naming the block's own
-// offset, a payload without the poison byte, a checksum), publish, swap into
-// a slot, retire the old entry. Readers pin, load a slot, validate the entry
-// (twice, with a pause, in some rounds), unpin. Every process opens the store
-// with poison_freed, so an entry freed while a pinned reader can still reach
-// it shows poison or fails its checksum.
+// A shared structure — a published array of N slots, each holding a slot
+// word (test_util.h: an entry's offset and its sequence number's low bits)
+// — is walked by reader processes while writer processes replace entries:
+// allocate, fill (a header naming the block's own offset and sequence
+// number, a payload without the poison byte, a checksum), publish, swap
+// into a slot, retire the old entry. Sequence numbers are unique across
+// writers. Readers pin, load a slot, validate the entry against the word
+// (twice, with a pause, in some rounds), unpin. Every process opens the
+// store with poison_freed, so an entry freed while a pinned reader can
+// still reach it shows poison or fails its checksum, and one freed and
+// reused at the same offset by a new entry shows another sequence number.
 //
 // The long-pin test holds one reader pinned while writers churn: purgatory
 // grows, stats() names the reader as the oldest pin and as stalled, the
 // entries it saw when it pinned stay intact however long it holds, and after
 // it unpins purgatory drains.
 //
-// DetectorSeesPrematureFree is the control: it shows the checks fail when a
-// reachable entry is freed, so the other tests can fail.
+// DetectorSeesPrematureFree and DetectorSeesReuseAtTheSameOffset are the
+// controls: they show the checks fail when a reachable entry is freed, and
+// when it is freed and its block reused at the same offset by a sound new
+// entry (which a check of offsets alone passes), so the other tests can fail.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -35,6 +40,7 @@ using internal::SessionCore;
 using namespace stoa::test;
 
 constexpr int kSlots = 64;
+constexpr int kWriters = 2;
 
 struct Ctl {
   std::atomic<int32_t> stop;
@@ -61,18 +67,6 @@ Options store_options() {
   return o;
 }
 
-// Validates the entry at `off` through read(); "" when sound.
-std::string validate(SessionCore* c, uint64_t off) {
-  auto h = c->read(off, sizeof(EntryHdr));
-  if (!h.ok()) return fmt::format("entry {}: read header: {}", off, h.error().to_string());
-  EntryHdr hdr;
-  std::string bad = check_entry_header(*h, off, &hdr);
-  if (!bad.empty()) return bad;
-  auto p = c->read(off, sizeof(EntryHdr) + hdr.len);
-  if (!p.ok()) return fmt::format("entry {}: read payload: {}", off, p.error().to_string());
-  return check_entry_payload(*p, off, hdr);
-}
-
 size_t pick_len(std::mt19937_64& rng) {
   uint64_t r = rng() % 100;
   if (r < 70) return 8 + rng() % 1000;
@@ -80,15 +74,18 @@ size_t pick_len(std::mt19937_64& rng) {
   return 4096 + rng() % 28000;
 }
 
-// Allocates, fills and publishes a new entry; returns its offset.
-uint64_t make_entry(SessionCore* c, std::mt19937_64& rng, uint64_t seq, uint64_t seed) {
-  size_t len = pick_len(rng);
+// Allocates, fills and publishes a new entry of `len` payload bytes;
+// returns its slot word.
+uint64_t make_entry(SessionCore* c, size_t len, uint64_t seq, uint64_t seed) {
   auto a = c->alloc(sizeof(EntryHdr) + len);
-  CHILD_CHECK(a.ok(), "seed {:#x}: alloc: {}", seed, err(a));
+  CHILD_CHECK(a.ok(), "seed {}: alloc: {}", seed, err(a));
   fill_entry(c->write_ptr(*a), *a, seq, len);
   Status st = c->publish(*a);
-  CHILD_CHECK(st.ok(), "seed {:#x}: publish({}): {}", seed, *a, err(st));
-  return *a;
+  CHILD_CHECK(st.ok(), "seed {}: publish({}): {}", seed, *a, err(st));
+  return slot_word(*a, seq);
+}
+uint64_t make_entry(SessionCore* c, std::mt19937_64& rng, uint64_t seq, uint64_t seed) {
+  return make_entry(c, pick_len(rng), seq, seed);
 }
 
 std::atomic<uint64_t>* slots_of(SessionCore* c, uint64_t array) {
@@ -106,15 +103,17 @@ int writer_main(const std::string& path, int id, uint64_t array, uint64_t seed, 
   SessionCore* c = sess->core();
   std::atomic<uint64_t>* slots = slots_of(c, array);
   std::mt19937_64 rng(seed ^ splitmix(uint64_t(id) + 100));
-  uint64_t seq = uint64_t(id) << 48;
   ctl->ready.fetch_add(1);
-  while (ctl->stop.load(std::memory_order_relaxed) == 0) {
+  // Sequence numbers: 1..kSlots for the first entries, then unique and
+  // dense across writers.
+  for (uint64_t n = 0; ctl->stop.load(std::memory_order_relaxed) == 0; n++) {
     int k = int(rng() % kSlots);
-    uint64_t fresh = make_entry(c, rng, ++seq, seed);
+    const uint64_t seq = kSlots + 1 + n * kWriters + uint64_t(id);
+    uint64_t fresh = make_entry(c, rng, seq, seed);
     uint64_t old = slots[k].exchange(fresh, std::memory_order_acq_rel);  // unlink the old one
     if (old != 0) {
-      Status st = c->retire(old);
-      CHILD_CHECK(st.ok(), "seed {:#x} writer {}: retire({}): {}", seed, id, old, err(st));
+      Status st = c->retire(slot_off(old));
+      CHILD_CHECK(st.ok(), "seed {} writer {}: retire({}): {}", seed, id, slot_off(old), err(st));
     }
     ctl->replacements.fetch_add(1, std::memory_order_relaxed);
     if (rng() % 8 == 0) {  // churn that never becomes reachable
@@ -145,8 +144,8 @@ int reader_main(const std::string& path, int id, uint64_t array, uint64_t seed, 
     for (int j = 0; j < 8; j++) {
       seen[j] = slots[rng() % kSlots].load(std::memory_order_acquire);
       if (seen[j] == 0) continue;
-      std::string bad = validate(c, seen[j]);
-      CHILD_CHECK(bad.empty(), "seed {:#x} reader {} round {}: {}", seed, id, round, bad);
+      std::string bad = validate_entry(c, seen[j]);
+      CHILD_CHECK(bad.empty(), "seed {} reader {} round {}: {}", seed, id, round, bad);
       n++;
     }
     if (round % 16 == 0) {
@@ -157,9 +156,9 @@ int reader_main(const std::string& path, int id, uint64_t array, uint64_t seed, 
       }
       for (int j = 0; j < 8; j++) {
         if (seen[j] == 0) continue;
-        std::string bad = validate(c, seen[j]);
-        CHILD_CHECK(bad.empty(), "seed {:#x} reader {} round {} (second look, still pinned): {}",
-                    seed, id, round, bad);
+        std::string bad = validate_entry(c, seen[j]);
+        CHILD_CHECK(bad.empty(), "seed {} reader {} round {} (second look, still pinned): {}", seed,
+                    id, round, bad);
         doubles++;
       }
     }
@@ -183,7 +182,7 @@ struct Fixture {
   std::unique_ptr<Store> store;
   uint64_t array = 0;
 
-  void open(Options o) {
+  void open(Options o, uint64_t seed) {
     auto s = Store::open(path, o);
     ASSERT_TRUE(s.ok()) << s.error().to_string();
     store = std::move(s).value();
@@ -194,8 +193,8 @@ struct Fixture {
     ASSERT_TRUE(a.ok());
     array = *a;
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
-    std::mt19937_64 rng(1);
-    for (int k = 0; k < kSlots; k++) slots[k].store(make_entry(c, rng, uint64_t(k) + 1, 0));
+    std::mt19937_64 rng(seed);
+    for (int k = 0; k < kSlots; k++) slots[k].store(make_entry(c, rng, uint64_t(k) + 1, seed));
     ASSERT_TRUE(c->publish(array).ok());
     ASSERT_TRUE(sess->close().ok());
   }
@@ -216,10 +215,10 @@ struct Fixture {
     SessionCore* c = sess->core();
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
     for (int k = 0; k < kSlots; k++) {
-      uint64_t off = slots[k].exchange(0);
-      ASSERT_NE(off, 0u);
-      EXPECT_EQ(validate(c, off), "");
-      ASSERT_TRUE(c->retire(off).ok());
+      uint64_t word = slots[k].exchange(0);
+      ASSERT_NE(word, 0u);
+      EXPECT_EQ(validate_entry(c, word), "");
+      ASSERT_TRUE(c->retire(slot_off(word)).ok());
     }
     ASSERT_TRUE(c->retire(array).ok());
     ASSERT_TRUE(sess->close().ok());
@@ -241,13 +240,13 @@ struct Fixture {
 
 TEST(Reclaim, NoUseAfterFreeAcrossProcesses) {
   const uint64_t seed = test_seed();
-  SCOPED_TRACE(fmt::format("seed {:#x} (rerun with STOA_TEST_SEED={:#x})", seed, seed));
+  SCOPED_TRACE(seed_note(seed));
   Fixture f;
-  ASSERT_NO_FATAL_FAILURE(f.open(store_options()));
+  ASSERT_NO_FATAL_FAILURE(f.open(store_options(), seed));
   Shared<Ctl> ctl;
   Children kids;
   std::vector<pid_t> pids;
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < kWriters; i++) {
     pids.push_back(
         kids.spawn([&, i] { return writer_main(f.path, i, f.array, seed, ctl.get(), false); }));
     pids.push_back(kids.spawn([&, i] { return reader_main(f.path, i, f.array, seed, ctl.get()); }));
@@ -275,16 +274,16 @@ TEST(Reclaim, NoUseAfterFreeAcrossProcesses) {
 
 TEST(Reclaim, LongPinHoldsPurgatoryAndIsReported) {
   const uint64_t seed = test_seed();
-  SCOPED_TRACE(fmt::format("seed {:#x} (rerun with STOA_TEST_SEED={:#x})", seed, seed));
+  SCOPED_TRACE(seed_note(seed));
   Fixture f;
   Options parent = store_options();
   parent.stall_threshold = milliseconds(100);
   parent.watchdog_interval = milliseconds(0);  // the parent only observes
-  ASSERT_NO_FATAL_FAILURE(f.open(parent));
+  ASSERT_NO_FATAL_FAILURE(f.open(parent, seed));
   Shared<Ctl> ctl;
   Children kids;
   std::vector<pid_t> writers;
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < kWriters; i++) {
     writers.push_back(
         kids.spawn([&, i] { return writer_main(f.path, i, f.array, seed, ctl.get(), true); }));
   }
@@ -300,17 +299,17 @@ TEST(Reclaim, LongPinHoldsPurgatoryAndIsReported) {
     c->pin();
     std::vector<uint64_t> seen;
     for (int k = 0; k < kSlots; k++) {
-      uint64_t off = slots[k].load(std::memory_order_acquire);
-      std::string bad = validate(c, off);
-      CHILD_CHECK(bad.empty(), "seed {:#x} holder: {}", seed, bad);
-      seen.push_back(off);
+      uint64_t word = slots[k].load(std::memory_order_acquire);
+      std::string bad = validate_entry(c, word);
+      CHILD_CHECK(bad.empty(), "seed {} holder: {}", seed, bad);
+      seen.push_back(word);
     }
     ctl->holder_slot.store(sess->slot());
     ctl->holder_pinned.store(1);
     while (ctl->holder_release.load() == 0) std::this_thread::sleep_for(milliseconds(1));
-    for (uint64_t off : seen) {
-      std::string bad = validate(c, off);
-      CHILD_CHECK(bad.empty(), "seed {:#x} holder, after the long pin: {}", seed, bad);
+    for (uint64_t word : seen) {
+      std::string bad = validate_entry(c, word);
+      CHILD_CHECK(bad.empty(), "seed {} holder, after the long pin: {}", seed, bad);
     }
     ctl->holder_checked.store(seen.size());
     c->unpin();
@@ -390,39 +389,89 @@ TEST(Reclaim, LongPinHoldsPurgatoryAndIsReported) {
   f.teardown_and_verify();
 }
 
-// The control: the checks above do catch a reachable entry that is freed.
-TEST(Reclaim, DetectorSeesPrematureFree) {
-  TempDir dir("reclaim-control");
-  Options o = store_options();
-  o.watchdog_interval = milliseconds(0);
-  auto s = Store::open(dir.sub("store"), o);
-  ASSERT_TRUE(s.ok()) << s.error().to_string();
-  auto sess = (*s)->session();
-  ASSERT_TRUE(sess.ok());
-  SessionCore* c = sess->core();
-  std::mt19937_64 rng(7);
-  for (int i = 0; i < 50; i++) {
-    uint64_t off = make_entry(c, rng, uint64_t(i) + 1, 0);
-    ASSERT_EQ(validate(c, off), "");
+// A store opened alone (no watchdog) and one session, for the controls.
+struct Alone {
+  TempDir dir{"reclaim-control"};
+  std::unique_ptr<Store> store;
+  Session sess;
+  SessionCore* c = nullptr;
+
+  void open() {
+    Options o = store_options();
+    o.watchdog_interval = milliseconds(0);
+    auto s = Store::open(dir.sub("store"), o);
+    ASSERT_TRUE(s.ok()) << s.error().to_string();
+    store = std::move(s).value();
+    auto r = store->session();
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    sess = std::move(r).value();
+    c = sess.core();
+  }
+  // Frees a reachable entry too early: at once (i even) or by a retire and
+  // a collect with no pin anywhere (i odd).
+  void free_early(uint64_t word, int i) {
     if (i % 2 == 0) {
-      ASSERT_TRUE(c->free(off).ok());  // freed at once: poisoned
+      ASSERT_TRUE(c->free(slot_off(word)).ok());
     } else {
-      // Retired with no pin anywhere: a collect frees it.
-      ASSERT_TRUE(c->retire(off).ok());
+      ASSERT_TRUE(c->retire(slot_off(word)).ok());
       ASSERT_TRUE(c->collect().ok());
     }
-    EXPECT_NE(validate(c, off), "") << "a freed entry still validates: the detector is blind";
+  }
+};
+
+// The control: the checks above do catch a reachable entry that is freed
+// (poisoned).
+TEST(Reclaim, DetectorSeesPrematureFree) {
+  Alone a;
+  ASSERT_NO_FATAL_FAILURE(a.open());
+  SessionCore* c = a.c;
+  std::mt19937_64 rng(7);  // deterministic: a control, not a search
+  for (int i = 0; i < 50; i++) {
+    uint64_t word = make_entry(c, rng, uint64_t(i) + 1, 0);
+    ASSERT_EQ(validate_entry(c, word), "");
+    ASSERT_NO_FATAL_FAILURE(a.free_early(word, i));
+    EXPECT_NE(validate_entry(c, word), "")
+        << "a freed entry still validates: the detector is blind";
   }
   // With a pin held, a retired entry survives a collect.
-  uint64_t off = make_entry(c, rng, 999, 0);
+  uint64_t word = make_entry(c, rng, 999, 0);
   c->pin();
-  ASSERT_TRUE(c->retire(off).ok());
+  ASSERT_TRUE(c->retire(slot_off(word)).ok());
   ASSERT_TRUE(c->collect().ok());
   ASSERT_TRUE(c->collect().ok());
-  EXPECT_EQ(validate(c, off), "");
+  EXPECT_EQ(validate_entry(c, word), "");
   c->unpin();
   ASSERT_TRUE(c->collect().ok());
-  EXPECT_NE(validate(c, off), "");
+  EXPECT_NE(validate_entry(c, word), "");
+}
+
+// The control for reuse: a reader's entry freed too early and its block
+// handed at once to a new, sound entry of the same size at the same offset.
+// Header, offset, payload and checksum all pass (a reader that compared
+// offsets only would pass); the sequence number in the slot word does not.
+TEST(Reclaim, DetectorSeesReuseAtTheSameOffset) {
+  Alone a;
+  ASSERT_NO_FATAL_FAILURE(a.open());
+  SessionCore* c = a.c;
+  int reused = 0;
+  for (int i = 0; i < 50; i++) {
+    const size_t len = 8 + size_t(i) * 613 % 5000;
+    const uint64_t seen = make_entry(c, len, 2 * uint64_t(i) + 1, 0);  // what a reader loaded
+    ASSERT_EQ(validate_entry(c, seen), "");
+    ASSERT_NO_FATAL_FAILURE(a.free_early(seen, i));
+    const uint64_t fresh = make_entry(c, len, 2 * uint64_t(i) + 2, 0);
+    if (slot_off(fresh) == slot_off(seen)) {
+      reused++;
+      EXPECT_EQ(validate_entry(c, slot_word(slot_off(seen), 2 * uint64_t(i) + 2)), "")
+          << "the new entry itself is sound";
+      const std::string bad = validate_entry(c, seen);
+      EXPECT_NE(bad.find("reused at the same offset"), std::string::npos)
+          << "a reused block passes as the entry the reader saw: " << bad;
+    }
+    ASSERT_TRUE(c->free(slot_off(fresh)).ok());
+  }
+  std::printf("reclaim control: %d of 50 early-freed blocks reused at once\n", reused);
+  EXPECT_GE(reused, 25) << "the allocator seldom reused a block at once: the control is weak";
 }
 
 }  // namespace

@@ -1,10 +1,14 @@
 // No use-after-free between threads of one process: the in-process twin of
 // reclaim_test's cross-process test, so that ThreadSanitizer (make
 // test-tsan) and ASan can watch the same protocol. Writer threads replace
-// entries of a published slot array and retire the old ones; reader threads
-// pin, load, validate (header naming its own offset, no poison byte,
-// checksum), hold a little, validate again, unpin. poison_freed is on, so a
-// premature free is seen as poison or a bad checksum.
+// entries of a published slot array and retire the old ones; each slot holds
+// a slot word (test_util.h: the entry's offset and its sequence number's low
+// bits; sequence numbers are unique across writers). Reader threads pin,
+// load, validate against the word (header naming its own offset and that
+// sequence number, no poison byte, checksum), hold a little, validate again,
+// unpin. poison_freed is on, so a premature free is seen as poison or a bad
+// checksum, and a free plus reuse at the same offset as another sequence
+// number (reclaim_test's controls show both checks going red).
 #include <gtest/gtest.h>
 
 #include <mutex>
@@ -24,6 +28,7 @@ using internal::SessionCore;
 using namespace stoa::test;
 
 constexpr int kSlots = 64;
+constexpr int kWriters = 2;
 
 struct Failures {
   std::atomic<uint64_t> count{0};
@@ -37,18 +42,8 @@ struct Failures {
   }
 };
 
-std::string validate(SessionCore* c, uint64_t off) {
-  auto h = c->read(off, sizeof(EntryHdr));
-  if (!h.ok()) return fmt::format("entry {}: read header: {}", off, h.error().to_string());
-  EntryHdr hdr;
-  std::string bad = check_entry_header(*h, off, &hdr);
-  if (!bad.empty()) return bad;
-  auto p = c->read(off, sizeof(EntryHdr) + hdr.len);
-  if (!p.ok()) return fmt::format("entry {}: read payload: {}", off, p.error().to_string());
-  return check_entry_payload(*p, off, hdr);
-}
-
-// 0 when the allocation or publish failed (recorded in `f`).
+// The slot word of a new entry; 0 when the allocation or publish failed
+// (recorded in `f`).
 uint64_t make_entry(SessionCore* c, std::mt19937_64& rng, uint64_t seq, Failures& f) {
   uint64_t r = rng() % 100;
   size_t len = r < 70 ? 8 + rng() % 1000 : r < 96 ? 1000 + rng() % 3000 : 4096 + rng() % 28000;
@@ -63,12 +58,12 @@ uint64_t make_entry(SessionCore* c, std::mt19937_64& rng, uint64_t seq, Failures
     f.add("publish: " + st.error().to_string());
     return 0;
   }
-  return *a;
+  return slot_word(*a, seq);
 }
 
 TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
   const uint64_t seed = test_seed();
-  SCOPED_TRACE(fmt::format("seed {:#x} (rerun with STOA_TEST_SEED={:#x})", seed, seed));
+  SCOPED_TRACE(seed_note(seed));
   TempDir dir("reclaim-threads");
   Options o;
   o.poison_freed = true;
@@ -102,13 +97,16 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
     SessionCore* c = sess->core();
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
     std::mt19937_64 rng(seed ^ splitmix(uint64_t(id) + 1));
-    uint64_t seq = uint64_t(id + 1) << 48, n = 0;
+    // Sequence numbers: 1..kSlots for the first entries, then unique and
+    // dense across writers.
+    uint64_t n = 0;
     while (!stop.load(std::memory_order_relaxed) && fail.count.load() == 0) {
-      uint64_t fresh = make_entry(c, rng, ++seq, fail);
+      const uint64_t seq = kSlots + 1 + n * kWriters + uint64_t(id);
+      uint64_t fresh = make_entry(c, rng, seq, fail);
       if (fresh == 0) break;
       uint64_t old = slots[rng() % kSlots].exchange(fresh, std::memory_order_acq_rel);
-      Status st = c->retire(old);
-      if (!st.ok()) fail.add(fmt::format("retire({}): {}", old, st.error().to_string()));
+      Status st = c->retire(slot_off(old));
+      if (!st.ok()) fail.add(fmt::format("retire({}): {}", slot_off(old), st.error().to_string()));
       n++;
     }
     replacements.fetch_add(n);
@@ -127,14 +125,14 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
       SessionCore::PinGuard pin(*c);
       for (int j = 0; j < 8; j++) {
         seen[j] = slots[rng() % kSlots].load(std::memory_order_acquire);
-        std::string bad = validate(c, seen[j]);
+        std::string bad = validate_entry(c, seen[j]);
         if (!bad.empty()) fail.add(fmt::format("reader {} round {}: {}", id, round, bad));
         n++;
       }
       if (round % 16 == 0) {
         std::this_thread::yield();  // let writers retire what this pin saw
         for (int j = 0; j < 8; j++) {
-          std::string bad = validate(c, seen[j]);
+          std::string bad = validate_entry(c, seen[j]);
           if (!bad.empty())
             fail.add(fmt::format("reader {} round {} (second look): {}", id, round, bad));
           again++;
@@ -147,7 +145,7 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
     if (!st.ok()) fail.add("reader close: " + st.error().to_string());
   };
   std::vector<std::thread> threads;
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < kWriters; i++) {
     threads.emplace_back(writer, i);
     threads.emplace_back(reader, i);
   }
@@ -171,9 +169,9 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
     SessionCore* c = sess->core();
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
     for (int k = 0; k < kSlots; k++) {
-      uint64_t off = slots[k].exchange(0);
-      EXPECT_EQ(validate(c, off), "");
-      ASSERT_TRUE(c->retire(off).ok());
+      uint64_t word = slots[k].exchange(0);
+      EXPECT_EQ(validate_entry(c, word), "");
+      ASSERT_TRUE(c->retire(slot_off(word)).ok());
     }
     ASSERT_TRUE(c->retire(array).ok());
     ASSERT_TRUE(sess->close().ok());

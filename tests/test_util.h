@@ -12,9 +12,14 @@
 //    printed) and _exit()s with status 1.
 //  - stress_scale(): STOA_STRESS_SCALE (default 1) multiplies iteration
 //    counts and durations for longer release runs.
-//  - test_seed(): STOA_TEST_SEED, or a fresh random seed; print it.
+//  - test_seed(): STOA_TEST_SEED, or a fresh random seed; prints
+//    "seed N (replay: STOA_TEST_SEED=N)" (seed_note()).
 //  - Pipe: a byte pipe for handshakes between processes (send a token,
 //    wait for one with a timeout), created before fork().
+//  - exited_ok() / killed_by_sigkill(): what a reaped child's status must be.
+//  - checksummed entries and slot words: blocks that readers validate in
+//    place, named by (offset, sequence number) so a premature free and
+//    reuse at the same offset is caught (validate_entry()).
 //
 // Thread safety: TempDir and Children belong to the test's main thread.
 #ifndef STOA_TESTS_TEST_UTIL_H_
@@ -64,11 +69,24 @@ inline uint64_t scaled(uint64_t base) {
   return v < 1 ? 1 : uint64_t(v);
 }
 
+// "seed N (replay: STOA_TEST_SEED=N)", for messages and SCOPED_TRACE.
+inline std::string seed_note(uint64_t seed) {
+  return fmt::format("seed {} (replay: STOA_TEST_SEED={})", seed, seed);
+}
+
+// The seed of this run: STOA_TEST_SEED (decimal, or 0x hex) when set, else
+// one random seed per process (every call in one process returns the same).
+// Prints seed_note() to stdout at each call, so each test's log names it.
 inline uint64_t test_seed() {
-  const char* s = std::getenv("STOA_TEST_SEED");
-  if (s != nullptr && *s != '\0') return std::strtoull(s, nullptr, 0);
-  std::random_device rd;
-  return (uint64_t(rd()) << 32) ^ rd();
+  static const uint64_t seed = [] {
+    const char* s = std::getenv("STOA_TEST_SEED");
+    if (s != nullptr && *s != '\0') return uint64_t(std::strtoull(s, nullptr, 0));
+    std::random_device rd;
+    return (uint64_t(rd()) << 32) ^ rd();
+  }();
+  std::printf("%s\n", seed_note(seed).c_str());
+  std::fflush(stdout);
+  return seed;
 }
 
 inline double ms_since(Clock::time_point t0) {
@@ -179,6 +197,11 @@ inline Result<std::map<std::string, std::string>> read_all(Store& store) {
 }
 
 inline bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+// The status of a child that ran until the parent's SIGKILL (not one that
+// exited, crashed or was killed by anything else first).
+inline bool killed_by_sigkill(int status) {
+  return status >= 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
 
 // Prints a child's failure and ends the child (all its threads) at once.
 [[noreturn]] inline void child_fail(const char* file, int line, const std::string& msg) {
@@ -394,11 +417,23 @@ class Pipe {
 
 // --- checksummed entries ------------------------------------------------------
 // A published block that readers validate in place: a header naming its own
-// offset, then a payload that never contains the poison byte (0xDB), so a
-// premature free (poisoned with 0xDB) or a reuse (rewritten with another
-// header or payload) is seen as a bad magic, offset, checksum or poison.
+// offset and its writer's sequence number, then a payload that never
+// contains the poison byte (0xDB), so a premature free (poisoned with 0xDB)
+// or a rewrite is seen as a bad magic, offset, checksum or poison.
+//
+// A block freed too early and then reused AT THE SAME OFFSET by a new,
+// well-formed entry passes all of those; only its sequence number differs.
+// So the structure readers walk holds slot words, not bare offsets: the
+// offset in the low kSlotOffBits bits and the low bits of the entry's
+// sequence number above them, written together in one atomic word. A reader
+// checks the header's sequence against the word it loaded (validate_entry),
+// which catches that reuse too. Exact while writers' sequence numbers are
+// dense and unique (a false pass needs a reuse at the same offset by an
+// entry 2^24 sequence numbers later).
 inline constexpr uint64_t kEntryMagic = 0x5354414e44454e54ull;  // "STANDENT"
 inline constexpr uint8_t kPoison = 0xDB;
+inline constexpr int kSlotOffBits = 40;
+inline constexpr uint64_t kSlotOffMask = (uint64_t{1} << kSlotOffBits) - 1;
 
 struct EntryHdr {
   uint64_t magic;
@@ -407,6 +442,18 @@ struct EntryHdr {
   uint64_t len;  // payload bytes after the header
   uint64_t sum;  // of the words above and the payload
 };
+
+// The slot word naming the entry at `off` with sequence number `seq`.
+inline uint64_t slot_word(uint64_t off, uint64_t seq) {
+  if (off == 0 || (off & ~kSlotOffMask) != 0) {
+    std::fprintf(stderr, "slot_word: offset %llu does not fit\n", (unsigned long long)off);
+    std::abort();
+  }
+  return (seq << kSlotOffBits) | off;
+}
+inline uint64_t slot_off(uint64_t word) { return word & kSlotOffMask; }
+inline uint64_t slot_seq_tag(uint64_t word) { return word >> kSlotOffBits; }
+inline uint64_t seq_tag(uint64_t seq) { return seq & (~uint64_t{0} >> kSlotOffBits); }
 
 inline uint8_t entry_byte(uint64_t seq, uint64_t i) {
   uint8_t v = uint8_t(splitmix(seq * 0x100000001B3ull + (i >> 3)) >> ((i & 7) * 8));
@@ -429,8 +476,8 @@ inline void fill_entry(char* p, uint64_t off, uint64_t seq, uint64_t len) {
   std::memcpy(p, &h, sizeof(h));
 }
 
-// Checks the entry at p (block `off`, at most max_len payload bytes mapped
-// after the header when max_len != 0); "" when sound, otherwise what is wrong.
+// Checks the header of the entry at p (block `off`); "" when sound,
+// otherwise what is wrong.
 inline std::string check_entry_header(const char* p, uint64_t off, EntryHdr* out) {
   EntryHdr h;
   std::memcpy(&h, p, sizeof(h));
@@ -459,6 +506,30 @@ inline std::string check_entry_payload(const char* p, uint64_t off, const EntryH
                        off, h.seq, h.len);
   }
   return "";
+}
+
+// Validates the entry that slot word `word` names, read through
+// core->read(offset, len) (a SessionCore; a template so this header needs no
+// internal one): header, sequence number against the word, payload. ""
+// when sound; *out gets the header.
+template <typename Core>
+std::string validate_entry(Core* core, uint64_t word, EntryHdr* out = nullptr) {
+  const uint64_t off = slot_off(word);
+  auto h = core->read(off, sizeof(EntryHdr));
+  if (!h.ok()) return fmt::format("entry {}: read header: {}", off, h.error().to_string());
+  EntryHdr hdr;
+  std::string bad = check_entry_header(*h, off, &hdr);
+  if (!bad.empty()) return bad;
+  if (out != nullptr) *out = hdr;
+  if (seq_tag(hdr.seq) != slot_seq_tag(word)) {
+    return fmt::format(
+        "entry {}: holds seq {} (tag {}) but the slot named tag {}: freed and reused at the "
+        "same offset while reachable",
+        off, hdr.seq, seq_tag(hdr.seq), slot_seq_tag(word));
+  }
+  auto p = core->read(off, sizeof(EntryHdr) + hdr.len);
+  if (!p.ok()) return fmt::format("entry {}: read payload: {}", off, p.error().to_string());
+  return check_entry_payload(*p, off, hdr);
 }
 
 // The session table, one line per session, for failure messages.

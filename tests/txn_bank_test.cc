@@ -207,8 +207,7 @@ int64_t total_of(Store& store, int* accounts) {
 
 TEST(TxnBank, TotalHoldsAcrossProcessesAndKills) {
   const uint64_t seed = test_seed();
-  std::printf("seed %llu (STOA_TEST_SEED=%llu reproduces the choices)\n", (unsigned long long)seed,
-              (unsigned long long)seed);
+  SCOPED_TRACE(seed_note(seed));
   TempDir dir("bank");
   const std::string path = dir.sub("store");
   {

@@ -21,7 +21,9 @@
 // ms). At the end it kills both workers at once and times a transaction in
 // a new session again. Then: survivors have reclaimed every dead session,
 // the checker exits cleanly, and reopened alone the store verifies sound
-// and exclusive, the group is consistent, and no session is left.
+// and exclusive, the group is consistent, and no session is left. Every
+// worker must end by the parent's SIGKILL and the checker by exiting 0: a
+// child that exits or dies any other way fails the test.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -200,8 +202,7 @@ double probe(Session& s, uint64_t k) {
 
 TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
   const uint64_t seed = test_seed();
-  std::printf("seed %llu (STOA_TEST_SEED=%llu reproduces the choices)\n", (unsigned long long)seed,
-              (unsigned long long)seed);
+  SCOPED_TRACE(seed_note(seed));
   TempDir dir("crash");
   const std::string path = dir.sub("store");
   // No watchdog thread in this process (the survivors' reclaim the dead):
@@ -265,8 +266,8 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
     ::kill(workers[w], SIGKILL);
     kills_in_txn += ctl->in_txn[w].load() != 0;
     int status = kids.kill_one(workers[w]);
-    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-        << "worker " << describe_status(status);
+    ASSERT_TRUE(killed_by_sigkill(status))
+        << "worker " << w << " (kill " << kills << ") " << describe_status(status);
     kills++;
     spawn(w);
     ASSERT_TRUE(alive()) << "after kill " << kills;
@@ -284,7 +285,11 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
   // Both at once, then a new session's transaction on the group.
   std::this_thread::sleep_for(std::chrono::microseconds(rng() % 5000));
   for (pid_t p : workers) ::kill(p, SIGKILL);
-  for (pid_t p : workers) kids.kill_one(p);
+  for (int w = 0; w < kWorkers; w++) {
+    const int status = kids.kill_one(workers[w]);
+    ASSERT_TRUE(killed_by_sigkill(status))
+        << "worker " << w << " (last kill) " << describe_status(status);
+  }
   {
     const auto t0 = Clock::now();
     auto fresh = store->session();

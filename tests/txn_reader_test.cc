@@ -98,7 +98,7 @@ const SessionInfo* find_slot(const StoreStats& st, uint32_t slot) {
 
 TEST(TxnReader, LongReaderWhileWritersChurn) {
   const uint64_t seed = test_seed();
-  std::printf("seed %llu\n", (unsigned long long)seed);
+  SCOPED_TRACE(seed_note(seed));
   TempDir dir("reader");
   const std::string path = dir.sub("store");
   // No watchdog thread here: children are forked while this store is open,

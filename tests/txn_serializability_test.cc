@@ -701,8 +701,7 @@ std::vector<Rec> run_history(Isolation iso, uint64_t seed, HistCtl* ctl) {
 
 TEST(TxnSerializability, RandomMultiProcessHistoryIsSerializable) {
   const uint64_t seed = test_seed();
-  std::printf("seed %llu (STOA_TEST_SEED=%llu reproduces the choices)\n", (unsigned long long)seed,
-              (unsigned long long)seed);
+  SCOPED_TRACE(seed_note(seed));
   // Several independent runs (each a fresh store), 3 x 300 transactions each.
   const int runs = int(scaled(5));
   for (int run = 0; run < runs; run++) {
@@ -736,7 +735,7 @@ TEST(TxnSerializability, RandomMultiProcessHistoryIsSerializable) {
 // transactions to overlap, so this allows a few runs to find one.
 TEST(TxnSerializability, SnapshotIsolationHistoryShowsAnomalies) {
   const uint64_t seed = test_seed();
-  std::printf("seed %llu\n", (unsigned long long)seed);
+  SCOPED_TRACE(seed_note(seed));
   bool found = false;
   for (int run = 0; run < 8 && !found; run++) {
     Shared<HistCtl> ctl;
