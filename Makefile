@@ -57,7 +57,7 @@ fuzz: deps
 	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
 	  -DSTOA_BUILD_FUZZ=ON -DSTOA_SANITIZE=address \
 	  -DSTOA_BUILD_TESTS=OFF -DSTOA_BUILD_BENCH=OFF
-	cmake --build build-fuzz -j$(JOBS)
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_targets
 	$(NOASLR) scripts/run-fuzz.sh build-fuzz/fuzz $(FUZZ_SECONDS)
 
 FORMAT_FILES = $(shell find $(wildcard include src tools bench fuzz tests) -type f \( -name '*.h' -o -name '*.cc' \))

@@ -1,101 +1,168 @@
-// fuzz/open_fuzz.cc — mutated headers and metadata fed to open and verify.
+// fuzz/open_fuzz.cc — a mutated data file that open TRUSTS, then used.
 //
-// Input: byte 0 holds flags; the rest is XORed over the data file's first
-// four pages (header, heap metadata, roots, first run) of a freshly made store,
-// and, past that, over the lock file's first page. Flag bit 0 recomputes the
-// header checksum after mutation, so mutations reach past the checksum into
-// layout checks, heap metadata and the run chain. Flag bit 1 keeps the
-// mutated lock file; otherwise it is removed (rebuilt on open). Then: open,
-// verify, and a few allocations. Any outcome is fine except a crash, a hang
-// or a sanitizer report.
-#include <fcntl.h>
-#include <unistd.h>
-
+// Template (made once per process): a store of kKeys keys (a B-tree of three
+// levels, version chains, tombstones, values in their own blocks), a
+// checkpoint and log after it, closed cleanly. Its log header names this
+// boot, so with no `stoa.sum` a lone open trusts the data file
+// (store_durable.cc): the mutated bytes are what open, verify and the
+// transactions read, not a rebuilt copy.
+//
+// Input: byte 0 holds flags, the rest is edits in the patch format of
+// fuzz_util.h over regions of the template: the file header, heap metadata,
+// index and log headers, every inner node and a sample of leaves, key
+// records, versions and run headers, 64 KiB windows of the whole file, and
+// the lock file's header and slots.
+//   bit 0: recompute the file header's checksum after the edits (reach the
+//          layout checks behind it);
+//   bit 1: keep the (edited) lock file; otherwise it is removed (rebuilt);
+//   bit 2: vouch for the edited file with a matching `stoa.sum` (the
+//          clean-shutdown path: check_sum) instead of the boot id;
+//   bit 3: checkpoint after use (walks the edited index into a file).
+// Each input runs in a fresh directory. Then: open, verify, a scan of every
+// key, gets, puts and a commit, allocations, close (which writes the sum).
+// Any outcome is fine except a crash, a hang or a sanitizer report.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <string>
 #include <vector>
 
-#include <xxhash.h>
-
+#include "fuzz_util.h"
+#include "index/layout.h"
+#include "region/heap.h"
 #include "region/layout.h"
-#include "stoa/store.h"
 #include "store_impl.h"
 
+namespace stoa::fuzz {
 namespace {
 
-constexpr size_t kDataSpan = stoa::region::kHeapStart + stoa::region::kPageSize;
+constexpr int kKeys = 3000;
+constexpr size_t kMaxLeaves = 48;
+constexpr size_t kMaxRecords = 24;
+constexpr size_t kMaxRuns = 24;
 
 struct Template {
-  std::string dir;
-  std::vector<char> data;
-  std::vector<char> lock;
+  DirFiles files;  // without stoa.sum
+  uint64_t end_ts = 0;
+  KV want;
+  std::vector<Region> data_regions;
+  std::vector<Region> lock_regions;
 };
 
-std::vector<char> read_all(const std::string& p) {
-  std::vector<char> v;
-  int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd < 0) return v;
-  char buf[65536];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0) v.insert(v.end(), buf, buf + n);
-  ::close(fd);
-  return v;
-}
-
-void write_all(const std::string& p, const std::vector<char>& v) {
-  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return;
-  size_t off = 0;
-  while (off < v.size()) {
-    ssize_t n = ::write(fd, v.data() + off, v.size() - off);
-    if (n <= 0) break;
-    off += size_t(n);
+// Commits the template's history: every key, then updates (version chains)
+// and deletes, a checkpoint, then more updates in the log after it.
+void fill(Store& store, KV* want) {
+  Batch batch(store, want);
+  for (int i = 0; i < kKeys; i++) {
+    const int k = int((uint64_t(i) * 7919) % kKeys);  // scattered inserts: split everywhere
+    batch.add(template_key(k), template_value(k, 0));
+    if (batch.size() == 250) batch.commit();
   }
-  ::close(fd);
+  batch.commit();
+  for (int i = 0; i < kKeys; i += 5) batch.add(template_key(i), template_value(i, 1));
+  for (int i = 3; i < kKeys; i += 11) batch.add(template_key(i), "");
+  batch.commit();
+  if (auto c = store.checkpoint(); !c.ok()) die("template checkpoint", c.error());
+  for (int i = 0; i < kKeys; i += 7) {
+    batch.add(template_key(i), template_value(i, 2));
+    if (batch.size() == 100) batch.commit();
+  }
+  batch.commit();
 }
 
-stoa::Options fuzz_options() {
-  stoa::Options o;
-  o.max_size = 1 << 20;
-  o.initial_size = 128 << 10;
-  o.grow_chunk = 64 << 10;
-  o.max_sessions = 4;
-  o.watchdog_interval = std::chrono::milliseconds(0);
-  return o;
+// The regions edits may hit, most telling first (at most 256).
+void find_regions(Template* t) {
+  const std::string& d = t->files.at(internal::kDataFileName);
+  auto at = [&](uint64_t off) { return d.data() + off; };
+  auto& r = t->data_regions;
+  r.push_back({0, region::kPageSize});
+  r.push_back({region::kHeapMetaOffset, region::kPageSize});
+  r.push_back({region::kRootsOffset, log::kLogHeaderOffset});
+  r.push_back({region::kRootsOffset + log::kLogHeaderOffset, sizeof(log::LogHeader)});
+  // The tree, level by level: every inner node, a sample of leaves, and the
+  // records and newest versions of a few keys.
+  const auto* ih = reinterpret_cast<const index::IndexHeader*>(at(region::kRootsOffset));
+  std::vector<uint64_t> level{ih->root.load()}, leaves;
+  uint32_t depth = 0;
+  while (!level.empty()) {
+    std::vector<uint64_t> next;
+    for (uint64_t n : level) {
+      const auto* node = reinterpret_cast<const index::Node*>(at(n));
+      if (node->level == 0) {
+        leaves.push_back(n);
+        continue;
+      }
+      r.push_back({n - region::kBlockHeaderSize, region::kBlockHeaderSize + index::kInnerBytes});
+      for (uint32_t i = 0; i < node->count; i++)
+        next.push_back(node->ptr[i].load() & ~index::kFrozen);
+    }
+    level = std::move(next);
+    depth++;
+  }
+  if (depth < 3) {
+    std::fprintf(stderr, "fuzz: the template's tree has %u levels, want 3\n", depth);
+    std::abort();
+  }
+  for (size_t i = 0; i < leaves.size() && i < kMaxLeaves; i++) {
+    const uint64_t n = leaves[i * leaves.size() / kMaxLeaves % leaves.size()];
+    r.push_back({n - region::kBlockHeaderSize, region::kBlockHeaderSize + index::kLeafBytes});
+  }
+  for (size_t i = 0; i < kMaxRecords; i++) {
+    const auto* leaf = reinterpret_cast<const index::Node*>(at(leaves[i * 7 % leaves.size()]));
+    const uint64_t rec = leaf->ptr[i % leaf->count].load();
+    const auto* kr = reinterpret_cast<const index::KeyRecord*>(at(rec));
+    r.push_back({rec - region::kBlockHeaderSize,
+                 region::kBlockHeaderSize + sizeof(index::KeyRecord) + kr->key_len});
+    if (const uint64_t v = kr->head.load(); v != 0) {
+      r.push_back(
+          {v - region::kBlockHeaderSize, region::kBlockHeaderSize + sizeof(index::Version) + 16});
+    }
+  }
+  // Run headers with the first block of each run.
+  const uint64_t seed = reinterpret_cast<const region::FileHeader*>(at(0))->seed;
+  std::vector<Region> runs;
+  for (uint64_t off = region::kHeapStart; off + region::kPageSize <= d.size();) {
+    region::RunInfo ri;
+    const auto* rh = reinterpret_cast<const region::RunHeader*>(at(off));
+    if (!region::decode_run(seed, off, rh->word.load(), &ri)) break;
+    runs.push_back({off, region::kRunHeaderSize + 64});
+    off += ri.npages * region::kPageSize;
+  }
+  for (size_t i = 0; i < runs.size() && i < kMaxRuns; i++) {
+    r.push_back(runs[i * runs.size() / kMaxRuns % runs.size()]);
+  }
+  for (uint64_t w = 0; w < d.size() && r.size() < 256; w += 64 << 10) {
+    r.push_back({w, std::min<uint64_t>(64 << 10, d.size() - w)});
+  }
+  if (r.size() > 256) r.resize(256);
+  // The lock file: its header page, then the slots.
+  const uint64_t lock = t->files.at(internal::kLockFileName).size();
+  for (uint64_t w = 0; w < lock && t->lock_regions.size() < 16; w += region::kPageSize) {
+    t->lock_regions.push_back({w, std::min<uint64_t>(region::kPageSize, lock - w)});
+  }
 }
 
 const Template& get_template() {
-  static Template t = [] {
+  static const Template t = [] {
     Template t;
-    t.dir =
-        std::filesystem::temp_directory_path().string() + "/stoa-fuzz-" + std::to_string(getpid());
-    std::filesystem::remove_all(t.dir);
+    ScratchDir dir("open-template");
     {
-      auto s = stoa::Store::open(t.dir, fuzz_options());
-      if (s.ok()) {
-        auto sess = (*s)->session();
-        if (sess.ok()) {
-          // Some live data so the walk has slabs and a large run to read.
-          for (int i = 0; i < 8; i++) {
-            auto a = sess->core()->alloc(i % 2 ? 100 : 9000);
-            if (a.ok()) (void)sess->core()->publish(*a);
-          }
-        }
-      }
+      auto s = Store::open(dir.path(), fuzz_options());
+      if (!s.ok()) die("template open", s.error());
+      fill(**s, &t.want);
     }
-    t.data = read_all(t.dir + "/stoa.data");
-    t.lock = read_all(t.dir + "/stoa.lock");
-    std::atexit([] {
-      std::string d = std::filesystem::temp_directory_path().string() + "/stoa-fuzz-" +
-                      std::to_string(getpid());
-      std::filesystem::remove_all(d);
-      std::filesystem::remove_all(d + "-case");
-    });
+    t.files = snapshot_dir(dir.path());
+    const std::string sum = t.files[internal::kSumFileName];
+    if (sum.size() >= sizeof(log::SumHeader)) {
+      t.end_ts = reinterpret_cast<const log::SumHeader*>(sum.data())->end_ts;
+    }
+    t.files.erase(internal::kSumFileName);
+    find_regions(&t);
+    if (verbose()) {
+      std::fprintf(stderr, "template: %zu files, data %zu bytes, %zu+%zu regions\n", t.files.size(),
+                   t.files.at(internal::kDataFileName).size(), t.data_regions.size(),
+                   t.lock_regions.size());
+    }
     return t;
   }();
   return t;
@@ -103,49 +170,56 @@ const Template& get_template() {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* in, size_t size) {
-  const Template& t = get_template();
-  if (t.data.size() < kDataSpan || size == 0) return 0;
-  std::vector<char> data = t.data, lock = t.lock;
-  const uint8_t flags = in[0];
-  in++;
-  size--;
-  for (size_t i = 0; i < size && i < kDataSpan; i++) data[i] = char(data[i] ^ in[i]);
-  for (size_t i = kDataSpan; i < size && i - kDataSpan < lock.size() && i - kDataSpan < 4096; i++) {
-    lock[i - kDataSpan] = char(lock[i - kDataSpan] ^ in[i]);
+std::vector<Seed> fuzz_seeds() {
+  std::vector<Seed> seeds;
+  for (uint8_t flags : {0, 2, 4, 8}) seeds.push_back({std::string(1, char(flags)), true});
+  // One small edit in each kind of region: header (checksum fixed), heap
+  // metadata, index header, root node, a leaf, a run header.
+  for (uint8_t region : {0, 1, 2, 4, 40, 120}) {
+    seeds.push_back(edit_seed(region == 0 ? 1 : 0, region, 0x10, 1));
   }
-  if (flags & 1) {
-    auto* h = reinterpret_cast<stoa::region::FileHeader*>(data.data());
-    h->checksum = XXH3_64bits(h, offsetof(stoa::region::FileHeader, checksum));
-  }
-  const std::string dir = t.dir + "-case";
-  std::filesystem::create_directories(dir);
-  write_all(dir + "/stoa.data", data);
-  if (flags & 2)
-    write_all(dir + "/stoa.lock", lock);
-  else
-    ::unlink((dir + "/stoa.lock").c_str());
+  return seeds;
+}
 
-  stoa::Options o = fuzz_options();
-  o.create_if_missing = false;
-  auto s = stoa::Store::open(dir, o);
-  static const bool verbose = std::getenv("STOA_FUZZ_VERBOSE") != nullptr;
-  if (verbose) std::fprintf(stderr, "open: %s\n", s.ok() ? "ok" : s.error().to_string().c_str());
-  if (s.ok()) {
-    auto v = (*s)->verify();
-    if (verbose && v.ok()) {
-      std::fprintf(stderr, "verify: %zu problems%s%s\n", v->problems.size(), v->sound() ? "" : ": ",
-                   v->sound() ? "" : v->problems[0].c_str());
-    }
-    auto st = (*s)->stats();
-    (void)st;
-    auto sess = (*s)->session();
-    if (sess.ok()) {
-      for (int i = 0; i < 16; i++) {
-        auto a = sess->core()->alloc(size_t(1) << (i % 15));
-        if (a.ok()) (void)sess->core()->free(*a);
-      }
-    }
+}  // namespace stoa::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* in, size_t size) {
+  using namespace stoa;
+  using namespace stoa::fuzz;
+  const Template& t = get_template();
+  Outcome& out = new_outcome();
+  if (size == 0) return 0;
+  const uint8_t flags = in[0];
+  DirFiles files = t.files;
+  std::string& data = files[internal::kDataFileName];
+  std::string& lock = files[internal::kLockFileName];
+  // Region indices: the data file's regions, then the lock file's.
+  std::vector<Region> regions = t.data_regions;
+  const size_t n_data = regions.size();
+  for (const Region& g : t.lock_regions) regions.push_back({g.at, g.len});
+  std::vector<std::string*> targets(regions.size(), &data);
+  for (size_t i = n_data; i < regions.size(); i++) targets[i] = &lock;
+  for_each_edit(in + 1, size - 1, regions.size(),
+                [&](size_t r, uint32_t off, const uint8_t* b, size_t n) {
+                  xor_into(targets[r], regions[r], off, b, n);
+                });
+  if (flags & 1) {
+    auto* h = reinterpret_cast<region::FileHeader*>(data.data());
+    fix_struct_checksum(h);
   }
+  if (!(flags & 2)) files.erase(internal::kLockFileName);
+  if (flags & 4) files[internal::kSumFileName] = sum_file_for(data, t.end_ts);
+
+  ScratchDir dir("open");
+  restore_dir(dir.path(), files);
+  Options o = fuzz_options();
+  o.create_if_missing = false;
+  auto s = Store::open(dir.path(), o);
+  if (!s.ok()) {
+    note_error(&out, s.error());
+    return 0;
+  }
+  note_open(**s, &out);
+  exercise_store(**s, t.want, (flags & 8) != 0, &out);
   return 0;
 }

@@ -91,7 +91,9 @@ class Cursor {
   bool valid() const;
   std::string_view key() const;
   View value() const;
-  // Moves to the next key in the cursor's direction. Errors: kCorrupt.
+  // Moves to the next key in the cursor's direction. Errors: kCorrupt when
+  // the walk meets a damaged index node, record or version (the cursor is
+  // then not valid: it never ends early in silence).
   Status next();
 
  private:
@@ -108,7 +110,8 @@ class Txn {
   Txn& operator=(Txn&&) noexcept;
 
   // The value of `key` in this transaction. kNotFound when absent;
-  // kInvalidArgument for an empty or oversized key; kClosed after the end.
+  // kInvalidArgument for an empty or oversized key; kClosed after the end;
+  // kCorrupt when the index or the key's versions are damaged.
   Result<View> get(std::string_view key);
   // Buffers a write. Errors: kInvalidArgument (key empty or over
   // kMaxKeySize, value over kMaxValueSize, read-only transaction), kClosed.
@@ -116,7 +119,8 @@ class Txn {
   Status del(std::string_view key);
 
   // Keys in [from, to) (to empty: no upper bound); reverse iterates from the
-  // largest. The range counts as read for conflict detection.
+  // largest. The range counts as read for conflict detection. kCorrupt when
+  // the first step meets damage.
   Result<Cursor> scan(std::string_view from, std::string_view to, bool reverse = false);
   // Keys starting with `prefix`.
   Result<Cursor> prefix(std::string_view prefix, bool reverse = false);

@@ -48,7 +48,22 @@ uint64_t Btree::prefix_of(std::string_view key) {
   return __builtin_bswap64(p);  // big-endian: integer order is byte order
 }
 
+namespace {
+thread_local uint64_t t_damage = 0;
+// Stand-ins handed out for offsets that cannot name a block: an empty node
+// (count 0 fails every shape check) and an empty record (no key, no
+// versions). Writers never reach them: they take offsets they made.
+const Node kNoNode{};
+const KeyRecord kNoRecord{};
+}  // namespace
+
+uint64_t Btree::damage_seen() { return t_damage; }
+
 const Node* Btree::node(Offset n) const {
+  if (!region_->plausible(n, kLeafBytes)) {
+    t_damage++;
+    return &kNoNode;
+  }
   if (n + kInnerBytes > region_->mapped()) (void)region_->ensure(n, kInnerBytes);
   return reinterpret_cast<const Node*>(region_->ro(n));
 }
@@ -56,7 +71,16 @@ Node* Btree::node_rw(Offset n) const {
   if (n + kInnerBytes > region_->mapped()) (void)region_->ensure(n, kInnerBytes);
   return reinterpret_cast<Node*>(region_->rw(n));
 }
+bool Btree::shape_ok(const Node* n, Offset off) const {
+  if (n->count == 0 || n->count > kFan) return false;
+  if (n->kind == uint16_t(NodeKind::kLeaf)) return true;
+  return n->kind == uint16_t(NodeKind::kInner) && region_->plausible(off, kInnerBytes);
+}
 const KeyRecord* Btree::record(Offset r) const {
+  if (!region_->plausible(r, sizeof(KeyRecord))) {
+    t_damage++;
+    return &kNoRecord;
+  }
   if (r + sizeof(KeyRecord) > region_->mapped()) (void)region_->ensure(r, sizeof(KeyRecord));
   return reinterpret_cast<const KeyRecord*>(region_->ro(r));
 }
@@ -66,11 +90,38 @@ KeyRecord* Btree::record_rw(Offset r) const {
 }
 std::string_view Btree::key_of(Offset r) const {
   const KeyRecord* k = record(r);
+  if (k->key_len > stoa::kMaxKeySize || !region_->plausible(r, sizeof(KeyRecord) + k->key_len)) {
+    if (k != &kNoRecord) t_damage++;
+    return {};
+  }
   const char* p = reinterpret_cast<const char*>(k) + sizeof(KeyRecord);
   if (r + sizeof(KeyRecord) + k->key_len > region_->mapped()) {
     (void)region_->ensure(r, sizeof(KeyRecord) + k->key_len);
   }
   return {p, k->key_len};
+}
+
+Offset Btree::version_at(Offset rec, uint64_t snapshot) const {
+  const uint64_t d0 = t_damage;
+  const KeyRecord* k = record(rec);
+  if (t_damage != d0) return kDamaged;
+  uint64_t v = k->head.load(std::memory_order_acquire);
+  // Timestamps fall strictly along a chain, so a sound one is finite; the
+  // bound only stops a damaged, cyclic one.
+  for (uint32_t depth = 0; v != 0; depth++) {
+    if (depth > (1u << 24) || !region_->plausible(v, sizeof(Version))) return kDamaged;
+    if (v + sizeof(Version) > region_->mapped()) (void)region_->ensure(v, sizeof(Version));
+    const auto* ver = reinterpret_cast<const Version*>(region_->ro(v));
+    if (ver->ts <= snapshot) {
+      if (ver->len & kTombstone) return 0;
+      const uint64_t at = ver->blob != 0 ? ver->blob : v + sizeof(Version);
+      if (!region_->plausible(at, ver->len)) return kDamaged;
+      if (at + ver->len > region_->mapped()) (void)region_->ensure(at, ver->len);
+      return v;
+    }
+    v = ver->next.load(std::memory_order_acquire);
+  }
+  return 0;
 }
 
 int Btree::compare(std::string_view key, uint64_t kp, uint64_t rp, Offset rec) const {
@@ -114,21 +165,22 @@ int Btree::leaf_lower_bound(const Node* n, std::string_view key, uint64_t kp, bo
 }
 
 Offset Btree::find(std::string_view key) const {
+  const uint64_t d0 = t_damage;
   uint64_t kp = prefix_of(key);
   Offset cur = hdr_->root.load(std::memory_order_acquire);
   for (uint32_t depth = 0; cur != 0 && depth <= kMaxDepth; depth++) {
     const Node* n = node(cur);
-    if (n->count > kFan || n->count == 0 ||
-        (n->kind != uint16_t(NodeKind::kLeaf) && n->kind != uint16_t(NodeKind::kInner))) {
-      return kDamaged;
-    }
+    if (!shape_ok(n, cur)) return kDamaged;
     if (n->kind == uint16_t(NodeKind::kLeaf)) {
       bool found;
       int pos = leaf_lower_bound(n, key, kp, &found);
+      if (t_damage != d0) return kDamaged;
       return found ? n->ptr[pos].load(std::memory_order_relaxed) : 0;
     }
     int i = child_index(n, key, kp);
+    if (t_damage != d0) return kDamaged;
     cur = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
+    if (!region_->plausible(cur, kLeafBytes)) return kDamaged;
     // The child's header and the middle of its key array: the first two
     // lines any search of it touches, fetched together.
     const char* c = region_->ro(cur);
@@ -516,10 +568,18 @@ uint64_t Btree::verify(region::Heap& heap, uint64_t last_ts,
 // ---------------------------------------------------------------------------
 // Iteration
 
+const Node* Btree::Iter::checked(Offset off) {
+  const Node* n = t_->node(off);
+  if (t_->shape_ok(n, off)) return n;
+  damaged_ = true;
+  valid_ = false;
+  return nullptr;
+}
+
 void Btree::Iter::descend_edge(Offset cur, bool reverse) {
   for (uint32_t d = 0; d <= kMaxDepth; d++) {
-    const Node* n = t_->node(cur);
-    if (n->count == 0 || n->count > kFan) break;
+    const Node* n = checked(cur);
+    if (n == nullptr) return;
     int idx = reverse ? n->count - 1 : 0;
     stack_.push_back({cur, idx});
     if (n->kind == uint16_t(NodeKind::kLeaf)) {
@@ -536,6 +596,8 @@ void Btree::Iter::seek(std::string_view key, bool reverse) {
   stack_.clear();
   reverse_ = reverse;
   valid_ = false;
+  damaged_ = false;
+  damage_at_seek_ = damage_seen();
   Offset cur = t_->hdr_->root.load(std::memory_order_acquire);
   if (cur == 0) return;
   if (reverse && key.empty()) {
@@ -544,11 +606,12 @@ void Btree::Iter::seek(std::string_view key, bool reverse) {
   }
   const uint64_t kp = prefix_of(key);
   for (uint32_t d = 0; d <= kMaxDepth; d++) {
-    const Node* n = t_->node(cur);
-    if (n->count > kFan) return;
+    const Node* n = checked(cur);
+    if (n == nullptr) return;
     if (n->kind == uint16_t(NodeKind::kLeaf)) {
       bool found;
       int pos = t_->leaf_lower_bound(n, key, kp, &found);
+      if (damaged()) return;
       if (reverse && !found) pos--;
       stack_.push_back({cur, pos});
       if (pos >= 0 && pos < n->count) {
@@ -563,6 +626,10 @@ void Btree::Iter::seek(std::string_view key, bool reverse) {
       return;
     }
     int i = t_->child_index(n, key, kp);
+    if (damaged()) {
+      valid_ = false;
+      return;
+    }
     stack_.push_back({cur, i});
     cur = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
   }
@@ -573,7 +640,8 @@ void Btree::Iter::next() {
   valid_ = false;
   while (!stack_.empty()) {
     Level& top = stack_.back();
-    const Node* n = t_->node(top.node);
+    const Node* n = checked(top.node);
+    if (n == nullptr) return;
     top.idx += reverse_ ? -1 : 1;
     if (top.idx >= 0 && top.idx < n->count) {
       Offset child = n->ptr[top.idx].load(std::memory_order_acquire) & ~kFrozen;

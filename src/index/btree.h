@@ -45,6 +45,18 @@ class Btree {
 
   std::string_view key_of(Offset record) const;
 
+  // Damage seen by reads on this thread. node(), record() and key_of() hand
+  // out a zeroed stand-in for an offset that cannot name a block (outside
+  // the file, below the heap, misaligned) and count it here; a reader
+  // compares the count before and after its walk (find, Iter, version_at)
+  // and reports kCorrupt instead of following wild offsets.
+  static uint64_t damage_seen();
+  // The version of record `rec` that a snapshot at `snapshot` reads: 0 when
+  // there is none or it is a tombstone, kDamaged when a version or its
+  // value lies outside the file (or the chain does not end). The value
+  // bytes of a returned version are inside the file.
+  Offset version_at(Offset rec, uint64_t snapshot) const;
+
   // Walks the whole tree (caller pinned): node shapes and levels, key order
   // within and across nodes, separator bounds, every node, record and
   // version a live heap block, version timestamps strictly descending and
@@ -63,6 +75,9 @@ class Btree {
     bool valid() const { return valid_; }
     Offset record() const { return rec_; }
     void next();
+    // The walk (or a key_of() of one of its records) met a damaged node or
+    // offset; the iterator is then not valid.
+    bool damaged() const { return damaged_ || damage_seen() != damage_at_seek_; }
 
    private:
     struct Level {
@@ -70,10 +85,14 @@ class Btree {
       int idx;
     };
     void descend_edge(Offset node, bool reverse);
+    // The node at `off` if its shape is sound, else nullptr (damaged_ set).
+    const Node* checked(Offset off);
     const Btree* t_;
     std::vector<Level> stack_;
     bool reverse_ = false;
     bool valid_ = false;
+    bool damaged_ = false;
+    uint64_t damage_at_seek_ = 0;
     Offset rec_ = 0;
   };
 
@@ -106,6 +125,8 @@ class Btree {
                      const std::vector<uint64_t>& ptrs, const std::vector<uint64_t>& seps,
                      const std::vector<uint64_t>& prefs, std::vector<Offset>* nodes,
                      std::vector<Offset>* node_seps, std::vector<Offset>& created);
+  // Whether the node at `off` has a sound kind, count and extent.
+  bool shape_ok(const Node* n, Offset off) const;
   // Freezes node n and replaces it with an identical unfrozen copy.
   Status help(internal::SessionCore& s, std::vector<Step>& path, size_t depth);
   void freeze(Node* n) const;

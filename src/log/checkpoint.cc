@@ -133,30 +133,26 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   };
 
   std::string last;
-  bool started = false, done = false;
+  bool started = false, done = false, out_of_order = false;
   while (!done) {
     s.pin();
     index::Btree::Iter it(&tree);
     it.seek(last, false);
     if (started && it.valid() && tree.key_of(it.record()) == last) it.next();
     for (int n = 0; n < kChunkKeys && it.valid(); n++, it.next()) {
-      const index::KeyRecord* k = tree.record(it.record());
       std::string_view key = tree.key_of(it.record());
-      uint64_t v = k->head.load(std::memory_order_acquire);
-      const index::Version* ver = nullptr;
-      for (uint32_t depth = 0; v != 0 && depth < 1000000; depth++) {
-        if (v + sizeof(index::Version) > r.mapped()) (void)r.ensure(v, sizeof(index::Version));
-        ver = reinterpret_cast<const index::Version*>(r.ro(v));
-        if (ver->ts <= ts) break;
-        v = ver->next.load(std::memory_order_acquire);
-        ver = nullptr;
+      const uint64_t v = tree.version_at(it.record(), ts);
+      // Keys out of order would make the walk resume behind itself forever.
+      if (it.damaged() || v == index::Btree::kDamaged || (started && key <= last)) {
+        out_of_order = true;
+        break;
       }
       last.assign(key);
       started = true;
-      if (ver == nullptr || (ver->len & index::kTombstone)) continue;
+      if (v == 0) continue;
+      const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
       const uint64_t len = ver->len;
       const uint64_t src = ver->blob != 0 ? ver->blob : v + sizeof(index::Version);
-      if (src + len > r.mapped()) (void)r.ensure(src, len);
       uint32_t kl = uint32_t(key.size()), pad = 0;
       body.append(reinterpret_cast<const char*>(&kl), 4);
       body.append(reinterpret_cast<const char*>(&pad), 4);
@@ -167,8 +163,15 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
       count++;
       out.keys++;
     }
+    const bool damaged = it.damaged() || out_of_order;
     done = !it.valid();
     s.unpin();
+    if (damaged) {
+      return Error(Code::kCorrupt, fmt::format("{}/stoa.data: the index fails its checks after "
+                                               "key '{}': no checkpoint written (stoa verify "
+                                               "names the damage)",
+                                               store->path(), last));
+    }
     if (body.size() >= kBlockTarget || done) STOA_TRY(emit());
   }
   log::CheckpointFooter f{log::kFooterMagic, 0, blocks, out.keys, ts, 0};
@@ -303,7 +306,8 @@ Result<bool> CheckpointReader::next(std::vector<log::Op>* entries) {
     std::memcpy(&kl, p, 4);
     std::memcpy(&vl, p + 8, 8);
     p += 16;
-    if (kl == 0 || uint64_t(end - p) < kl + vl) return corrupt(at_, "block entry overruns");
+    const uint64_t left = uint64_t(end - p);
+    if (kl == 0 || kl > left || vl > left - kl) return corrupt(at_, "block entry overruns");
     entries->push_back(
         log::Op{std::string_view(p, kl), std::string_view(p + kl, size_t(vl)), false});
     p += log::align8(kl + vl);

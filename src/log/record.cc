@@ -83,8 +83,11 @@ bool decode_commit(const char* rec, uint64_t len, std::vector<Op>* ops) {
     if (uint64_t(end - p) < sizeof(o)) return false;
     std::memcpy(&o, p, sizeof(o));
     p += sizeof(o);
-    const uint64_t need = uint64_t(o.key_len) + ((o.flags & kOpDelete) ? 0 : o.val_len);
-    if (o.key_len == 0 || uint64_t(end - p) < need) return false;
+    // Each length alone is bounded by what is left first: their sum cannot wrap.
+    const uint64_t left = uint64_t(end - p);
+    const uint64_t vlen = (o.flags & kOpDelete) ? 0 : o.val_len;
+    if (o.key_len == 0 || o.key_len > left || vlen > left - o.key_len) return false;
+    const uint64_t need = o.key_len + vlen;
     Op op;
     op.key = std::string_view(p, o.key_len);
     op.del = (o.flags & kOpDelete) != 0;

@@ -64,6 +64,14 @@ class Region {
   // The file size all processes agree on (acquire: pairs with extend()).
   uint64_t file_size() const { return meta()->file_size.load(std::memory_order_acquire); }
 
+  // Whether [off, off+len) could be a block body of the heap: 8-aligned, at
+  // or past the heap's start, inside the file. Readers check every offset
+  // they take from the file before they follow it (a damaged but trusted
+  // file must give kCorrupt, never a fault).
+  bool plausible(Offset off, uint64_t len) const {
+    const uint64_t fs = file_size();
+    return off >= kHeapStart && off % 8 == 0 && len <= fs && off <= fs - len;
+  }
   // Makes [off, off+len) addressable, mapping newly grown parts first.
   // Errors: kCorrupt when the range lies outside the file.
   Status ensure(Offset off, uint64_t len);

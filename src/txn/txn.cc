@@ -65,8 +65,12 @@ Status check_key(std::string_view key) {
 }
 
 // The version at `v`, mapping more of the file first when another process
-// grew it past this process's mapping.
+// grew it past this process's mapping. An offset that cannot name a version
+// (a damaged record) reads as an empty version at ts 0; reads of that key
+// report the damage (Btree::version_at).
 const index::Version* version_at(region::Region& r, uint64_t v) {
+  static const index::Version kNoVersion{};
+  if (!r.plausible(v, sizeof(index::Version))) return &kNoVersion;
   if (v + sizeof(index::Version) > r.mapped()) (void)r.ensure(v, sizeof(index::Version));
   return reinterpret_cast<const index::Version*>(r.ro(v));
 }
@@ -129,18 +133,7 @@ Status TxnImpl::usable() const {
   return {};
 }
 
-uint64_t TxnImpl::visible(uint64_t rec) const {
-  region::Region& r = store_->region();
-  const index::KeyRecord* k = mgr_->tree().record(rec);
-  uint64_t v = k->head.load(std::memory_order_acquire);
-  while (v != 0) {
-    if (v + sizeof(index::Version) > r.mapped()) (void)r.ensure(v, sizeof(index::Version));
-    const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
-    if (ver->ts <= snapshot_) return (ver->len & index::kTombstone) ? 0 : v;
-    v = ver->next.load(std::memory_order_acquire);
-  }
-  return 0;
-}
+uint64_t TxnImpl::visible(uint64_t rec) const { return mgr_->tree().version_at(rec, snapshot_); }
 
 bool TxnImpl::is_tombstone(uint64_t version) const {
   const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(version));
@@ -184,6 +177,7 @@ Result<View> TxnImpl::get(std::string_view key) {
   uint64_t rec = mgr_->tree().find(key);
   if (rec == index::Btree::kDamaged) return fail(damaged_index());
   uint64_t v = rec != 0 ? visible(rec) : 0;
+  if (v == index::Btree::kDamaged) return fail(damaged_index());
   if (v == 0) return Error(Code::kNotFound, "key not found");
   return value_of(v);
 }
@@ -500,6 +494,8 @@ class CursorImpl {
   }
 
   bool valid() const { return valid_; }
+  // kCorrupt once the index walk met damage (the cursor is then invalid).
+  const Status& status() const { return status_; }
   std::string_view key() const { return key_; }
   View value() const { return value_; }
   void next() {
@@ -529,6 +525,10 @@ class CursorImpl {
       if (!in_range(key)) continue;
       if (!t_->writes().empty() && t_->writes().count(key)) continue;
       uint64_t ver = t_->visible(it_.record());
+      if (it_.damaged() || ver == index::Btree::kDamaged) {
+        *v = index::Btree::kDamaged;
+        return false;
+      }
       if (ver == 0) continue;
       *k = key;
       *v = ver;
@@ -562,6 +562,11 @@ class CursorImpl {
     std::string_view ik, wk;
     uint64_t iv = 0, wv = 0;
     bool hi = index_candidate(&ik, &iv);
+    if (it_.damaged() || iv == index::Btree::kDamaged) {
+      valid_ = false;
+      if (status_.ok()) status_ = t_->damaged_index();
+      return;
+    }
     bool hw = write_candidate(&wk, &wv);
     valid_ = hi || hw;
     if (!valid_) return;
@@ -581,6 +586,7 @@ class CursorImpl {
   bool from_index_ = false;
   std::string_view key_;
   View value_;
+  Status status_;
 };
 
 Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool reverse) {
@@ -591,7 +597,9 @@ Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool re
   if (!opts_.read_only) {
     ranges_.push_back(Range{std::string(from), std::string(to)});
   }
-  return Cursor(std::make_unique<CursorImpl>(this, std::string(from), std::string(to), reverse));
+  auto c = std::make_unique<CursorImpl>(this, std::string(from), std::string(to), reverse);
+  if (!c->status().ok()) return c->status().error();
+  return Cursor(std::move(c));
 }
 
 }  // namespace stoa::internal
@@ -615,7 +623,7 @@ View Cursor::value() const { return impl_->value(); }
 Status Cursor::next() {
   if (!impl_) return Error(Code::kClosed, "empty cursor");
   impl_->next();
-  return {};
+  return impl_->status();
 }
 
 Txn::Txn() = default;

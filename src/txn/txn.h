@@ -40,8 +40,11 @@ class TxnImpl {
 
   // For cursors.
   index::Btree& tree() { return mgr_->tree(); }
-  // The version of `rec` visible to this snapshot (0: none or tombstone).
+  // The version of `rec` visible to this snapshot (0: none or tombstone;
+  // Btree::kDamaged when its chain or value lies outside the file).
   uint64_t visible(uint64_t rec) const;
+  // kCorrupt for a damaged index node or version met on a read (recorder dumped).
+  Error damaged_index() const;
   View value_of(uint64_t version) const;
   bool is_tombstone(uint64_t version) const;
   const std::map<std::string, uint64_t, std::less<>>& writes() const { return writes_; }
@@ -49,8 +52,6 @@ class TxnImpl {
  private:
   Status usable() const;
   Error fail(Error e);  // records e: the transaction is unusable but for abort
-  // kCorrupt for a damaged index node met on a lookup (recorder dumped).
-  Error damaged_index() const;
   Result<uint64_t> make_version(std::string_view value, bool tombstone);
   void free_version(uint64_t v);
   bool changed(uint64_t rec) const;
