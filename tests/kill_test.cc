@@ -26,6 +26,14 @@
 //    contents) and the pending ones that are still live (a kill between
 //    publish and register, or register and retire, leaks at most one or two
 //    blocks per kill), after which verify() must count no live block at all.
+//
+// Two figures of docs/design.md, measured across real processes and printed
+// as "claim:" lines with their asserted bounds:
+//  - DeathDetectionLatency: a survivor's watchdog (interval 20 ms) reclaims
+//    a SIGKILLed session within tens of ms, with nobody calling
+//    reap_dead_sessions();
+//  - ReclaimWalkCost: reclaiming a dead session walks the heap at about
+//    150 ms per GiB of 64-byte blocks ("Cost of the walk").
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -497,8 +505,31 @@ TEST(Kill, RandomKillsOnAllocatorLockPaths) {
   run_kill_test("kill-hot", hot_worker, int(scaled(100)), 10, 40, false);
 }
 
-// A killed session's slot is reclaimed by a surviving process well under a
-// second after the death, and its pin stops holding the cycle back.
+// A killed session's slot is reclaimed by a surviving process's watchdog
+// within tens of milliseconds of the death (docs/design.md: "the watchdog
+// interval, default 20 ms"), and its pin stops holding the cycle back. The
+// parent only observes (stats() probes, never reclaims); nobody calls
+// reap_dead_sessions().
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// Docs: within tens of ms, the watchdog interval (20 ms). Asserted: p50 <=
+// 40 ms (interval 20 ms + the survivor's claim and reclaim + a scheduler
+// tick or two on a loaded 2-core VM, ASan included), each kill <= 100 ms
+// (one may lose the CPU for several ticks). Measured: Release p50 19 ms,
+// max 23 ms.
+constexpr double kDeathP50Ms = 40;
+constexpr double kDeathMaxMs = 100;
+
 TEST(Kill, DeathDetectionLatency) {
   const uint64_t seed = test_seed();
   SCOPED_TRACE(seed_note(seed));
@@ -572,7 +603,7 @@ TEST(Kill, DeathDetectionLatency) {
     double ms = ms_since(t0);
     ASSERT_TRUE(gone) << "dead session in slot " << slot << " not reclaimed after 5 s";
     lat.push_back(ms);
-    EXPECT_LT(ms, 1000.0) << "dead session reclaimed only after " << ms << " ms";
+    EXPECT_LE(ms, kDeathMaxMs) << "dead session reclaimed only after " << ms << " ms";
     // The dead pin no longer holds the cycle back.
     EXPECT_TRUE(
         wait_until([&] { return store->stats()->current_cycle >= pinned + 2; }, milliseconds(1000)))
@@ -582,13 +613,94 @@ TEST(Kill, DeathDetectionLatency) {
   int status = kids.wait(survivor, milliseconds(30000));
   EXPECT_TRUE(exited_ok(status)) << describe_status(status);
   std::sort(lat.begin(), lat.end());
+  const double p50 = lat[lat.size() / 2];
   std::printf(
-      "kill: death-to-reclaim latency over %zu kills: median %.1f ms, max %.1f ms "
-      "(watchdog interval 20 ms)\n",
-      lat.size(), lat[lat.size() / 2], lat.back());
+      "claim: a survivor's watchdog (interval 20 ms) reclaims a SIGKILLed session within tens "
+      "of ms: measured p50 %.1f ms, max %.1f ms over %zu kills, asserted p50 <= %.0f ms, max <= "
+      "%.0f ms\n",
+      p50, lat.back(), lat.size(), kDeathP50Ms, kDeathMaxMs);
+  EXPECT_LE(p50, kDeathP50Ms) << "median death-to-reclaim latency " << p50 << " ms";
   auto rep = store->verify();
   ASSERT_TRUE(rep.ok());
   EXPECT_TRUE(rep->sound()) << problems_text(*rep);
+}
+
+// The cost of reclaiming one dead session grows with the heap (a walk of
+// every run header and block tag, docs/design.md "Cost of the walk"): a
+// heap of 64-byte blocks is filled to each size, a session-holding child is
+// SIGKILLed, and the survivor's reap_dead_sessions() is timed.
+TEST(Kill, ReclaimWalkCost) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE(seed_note(seed));
+  TempDir dir("kill-walk");
+  const std::string path = dir.sub("store");
+  Options o;
+  o.watchdog_interval = milliseconds(0);  // only the timed call reclaims
+  o.durability = Durability::kNone;
+  auto opened = Store::open(path, o);
+  ASSERT_TRUE(opened.ok()) << err(opened);
+  std::unique_ptr<Store> store = std::move(opened).value();
+  auto sr = store->session();
+  ASSERT_TRUE(sr.ok()) << err(sr);
+  SessionCore* core = sr->core();
+  struct WalkCtl {
+    std::atomic<int32_t> ready;
+  };
+  Shared<WalkCtl> ctl;
+  Children kids;
+  const uint64_t sizes[] = {uint64_t{16} << 20, uint64_t{64} << 20, uint64_t{256} << 20};
+  double per_gib_max = 0;
+  for (uint64_t target : sizes) {
+    for (;;) {
+      auto st = store->stats();
+      ASSERT_TRUE(st.ok());
+      if (st->file_size >= target) break;
+      for (int i = 0; i < 65536; i++) {
+        auto b = core->alloc(48);
+        ASSERT_TRUE(b.ok()) << err(b);
+        ASSERT_TRUE(core->publish(*b).ok());
+      }
+    }
+    std::vector<double> ms;
+    for (int k = 0; k < 3; k++) {
+      ctl->ready.store(0);
+      pid_t victim = kids.spawn([&] {
+        auto s = Store::open(path, o);
+        CHILD_CHECK(s.ok(), "victim open: {}", err(s));
+        auto sess = (*s)->session();
+        CHILD_CHECK(sess.ok(), "victim session: {}", err(sess));
+        for (int i = 0; i < 100; i++) CHILD_CHECK(sess->core()->alloc(48).ok(), "alloc");
+        ctl->ready.store(1);
+        for (;;) std::this_thread::sleep_for(milliseconds(100));
+        return 0;
+      });
+      ASSERT_TRUE(wait_until([&] { return ctl->ready.load() == 1; }, milliseconds(10000)));
+      kids.kill_one(victim);
+      const auto t0 = Clock::now();
+      auto n = store->reap_dead_sessions();
+      ms.push_back(ms_since(t0));
+      ASSERT_TRUE(n.ok()) << err(n);
+      EXPECT_EQ(*n, 1u);
+    }
+    std::sort(ms.begin(), ms.end());
+    auto st = store->stats();
+    ASSERT_TRUE(st.ok());
+    const double gib = double(st->file_size) / double(uint64_t{1} << 30);
+    std::printf(
+        "walk: heap %.0f MiB (used %.0f MiB): reclaim p50 %.2f ms, max %.2f ms, %.0f ms/GiB\n",
+        gib * 1024, double(st->used_bytes) / (1 << 20), ms[1], ms.back(), ms[1] / gib);
+    per_gib_max = std::max(per_gib_max, ms[1] / gib);
+  }
+  // Docs (design.md, "Cost of the walk"): about 150 ms per GiB of 64-byte
+  // blocks on the 2-core reference VM (Release, idle: 155-167 ms/GiB; 295
+  // beside a build; about 440 under ASan). Asserted: 500 ms/GiB (3x, for a
+  // loaded 2-core VM), 1500 under a sanitizer's instrumented loads.
+  const double bound = kSanitized ? 1500 : 500;
+  std::printf(
+      "claim: reclaiming a dead session walks the heap at about 150 ms per GiB of 64-byte "
+      "blocks: measured max p50 %.0f ms/GiB, asserted <= %.0f ms/GiB\n",
+      per_gib_max, bound);
+  EXPECT_LE(per_gib_max, bound);
 }
 
 }  // namespace

@@ -13,9 +13,11 @@
 //
 // Afterwards: with the killing over, the survivors (and the parent, which
 // opens the store then) reclaim every killed session — no session is "dead"
-// within a couple of seconds; every child stops cleanly; reopened alone,
-// verify() is exclusive and sound, the total still holds and stats() shows
-// no dead or recovering session.
+// 3 s after the killing ends (a loose bound on purpose: this process's open
+// usually finds them reclaimed already; the latency is timed against the
+// docs' figure by kill_test's DeathDetectionLatency); every child stops
+// cleanly; reopened alone, verify() is exclusive and sound, the total still
+// holds and stats() shows no dead or recovering session.
 //
 // Any failure in a child is printed with the seed (STOA_TEST_SEED
 // reproduces the schedule of choices, not the timing).

@@ -16,21 +16,38 @@
 //
 // The parent SIGKILLs a random worker after a random delay (200 kills,
 // x STOA_STRESS_SCALE), respawning it; every 10th kill it times a fresh
-// transaction on the group, which must commit within a second (the dead
-// session's record locks are taken over after the dead-session probe, ~1
-// ms). At the end it kills both workers at once and times a transaction in
-// a new session again. Then: survivors have reclaimed every dead session,
-// the checker exits cleanly, and reopened alone the store verifies sound
-// and exclusive, the group is consistent, and no session is left. Every
-// worker must end by the parent's SIGKILL and the checker by exiting 0: a
-// child that exits or dies any other way fails the test.
+// transaction on the group, which must commit within kProbeBoundMs (100
+// ms): the dead session's record locks are taken over after the waiter's
+// 1 ms probe, but the respawned worker is live and may hold the group's
+// locks while it is preempted, so a probe can also wait out the 20 ms
+// live-holder bound and retry. At the end it kills both workers at once
+// and times a transaction in a new session again. Then: survivors have
+// reclaimed every dead session, the checker exits cleanly, and reopened
+// alone the store verifies sound and exclusive, the group is consistent,
+// and no session is left. Every worker must end by the parent's SIGKILL
+// and the checker by exiting 0: a child that exits or dies any other way
+// fails the test.
+//
+// The figures the docs state, each measured across real processes and
+// printed as a "claim:" line:
+//  - DeadLockHolderIsTakenOverAfterTheProbe: a process SIGKILLed holding
+//    the record locks of a commit (before its commit point, and after
+//    installing) blocks a survivor's transaction on those keys for about
+//    the 1 ms lock probe (txn_manager.cc), with no watchdog anywhere;
+//  - LiveLockHolderConflictsAtTheBound: a key held by a live committer
+//    makes commit() return kConflict after the 20 ms bound of
+//    include/stoa/txn.h — never sooner, and not much later.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "crash/crash_point.h"
+#include "session/session_core.h"
 #include "stoa/store.h"
+#include "store_impl.h"
 #include "test_util.h"
 
 namespace stoa {
@@ -40,6 +57,12 @@ using namespace stoa::test;
 
 constexpr int kGroup = 8;
 constexpr int kWorkers = 2;
+// Stated for a probe: the dead holder's locks are taken over after the 1 ms
+// probe; a live, preempted holder adds the 20 ms bound, a backoff and a
+// retry. Asserted: 100 ms (20 ms bound + retry + takeover on a loaded
+// 2-core VM, under ASan too; measured max 28 ms in Release beside a build,
+// 23 ms under ASan).
+constexpr double kProbeBoundMs = 100;
 
 std::string gkey(int i) { return fmt::format("g/{}", i); }
 
@@ -200,6 +223,12 @@ double probe(Session& s, uint64_t k) {
   return r.ok() ? ms_since(t0) : -1;
 }
 
+// p50 and max of `v` (sorted in place), in the "claim:" line's units.
+std::pair<double, double> p50_max(std::vector<double>& v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.back()};
+}
+
 TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
   const uint64_t seed = test_seed();
   SCOPED_TRACE(seed_note(seed));
@@ -253,6 +282,7 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
   const int want_kills = int(scaled(200));
   int kills = 0, kills_in_txn = 0, probes = 0;
   double probe_max = 0;
+  std::vector<double> probe_ms;
   const auto deadline = Clock::now() + milliseconds(scaled(90000));
   while (kills < want_kills && Clock::now() < deadline) {
     const int w = int(rng() % kWorkers);
@@ -274,9 +304,10 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
     if (kills % 10 == 0) {
       double ms = probe(ps, kills);
       ASSERT_GE(ms, 0);
-      EXPECT_LT(ms, 1000) << "a transaction on the group waited " << ms << " ms after kill "
-                          << kills;
+      EXPECT_LE(ms, kProbeBoundMs)
+          << "a transaction on the group waited " << ms << " ms after kill " << kills;
       probe_max = std::max(probe_max, ms);
+      probe_ms.push_back(ms);
       probes++;
     }
   }
@@ -297,9 +328,10 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
     double ms = probe(*fresh, 1000000);
     ASSERT_GE(ms, 0);
     const double total = ms_since(t0);
-    EXPECT_LT(total, 1000) << "a fresh transaction on the group took " << total
-                           << " ms after its writers were killed";
+    EXPECT_LE(total, kProbeBoundMs)
+        << "a fresh transaction on the group took " << total << " ms after its writers were killed";
     probe_max = std::max(probe_max, total);
+    probe_ms.push_back(total);
   }
   StoreStats last;
   bool reclaimed = wait_reclaimed(*store, &last, milliseconds(3000));
@@ -323,6 +355,13 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
       (unsigned long long)ctl->checks.load(), probes, probe_max,
       (unsigned long long)last.sessions_recovered);
   EXPECT_GT(kills_in_txn, kills / 4);
+  {
+    auto [p50, max] = p50_max(probe_ms);
+    std::printf(
+        "claim: a transaction on keys whose writer was just SIGKILLed commits within %.0f ms: "
+        "measured p50 %.2f ms, max %.2f ms, asserted <= %.0f ms\n",
+        kProbeBoundMs, p50, max, kProbeBoundMs);
+  }
 
   // Alone: a full check.
   psr = Session();
@@ -347,6 +386,164 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(count_state(*st, "dead"), 0u) << sessions_text(*st);
   EXPECT_EQ(st->sessions.size(), 0u) << sessions_text(*st);
+}
+
+// A process SIGKILLed holding the record locks of a commit (before its
+// commit point: undone; after installing: rolled forward) blocks a
+// survivor's transaction on those keys only until the survivor's lock wait
+// probes the holder (each 1 ms, src/txn/txn_manager.cc) and reclaims it.
+// Nobody else reclaims: every process here runs without a watchdog, so the
+// takeover can only come from the waiter's own probe.
+TEST(TxnCrash, DeadLockHolderIsTakenOverAfterTheProbe) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE(seed_note(seed));
+  ASSERT_TRUE(internal::crash::compiled_in()) << "needs a build with crash points";
+  TempDir dir("crash-holder");
+  const std::string path = dir.sub("store");
+  Options o;
+  o.watchdog_interval = milliseconds(0);
+  o.durability = Durability::kNone;  // time the lock takeover, not an fdatasync
+  auto opened = Store::open(path, o);
+  ASSERT_TRUE(opened.ok()) << err(opened);
+  std::unique_ptr<Store> store = std::move(opened).value();
+  auto psr = store->session();
+  ASSERT_TRUE(psr.ok()) << err(psr);
+  ASSERT_GE(probe(*psr, 0), 0);
+
+  Children kids;
+  std::vector<double> waits;
+  const int rounds = 12;
+  uint64_t undone = 0, rolled_forward = 0;
+  for (int i = 0; i < rounds; i++) {
+    // Dies holding every lock of the group: validated (undo) or installed
+    // (roll forward), locks not yet released.
+    const auto point = i % 2 == 0 ? internal::crash::Point::kCommitValidated
+                                  : internal::crash::Point::kCommitInstalled;
+    pid_t pid = kids.spawn([&] {
+      auto s = Store::open(path, o);
+      CHILD_CHECK(s.ok(), "open: {}", err(s));
+      auto sess = (*s)->session();
+      CHILD_CHECK(sess.ok(), "session: {}", err(sess));
+      internal::crash::arm(point, 1);
+      const std::string value = make_value(fmt::format("dead{}", i), 64);
+      auto t = sess->begin();
+      CHILD_CHECK(t.ok(), "begin: {}", err(t));
+      for (int k = 0; k < kGroup; k++) CHILD_CHECK(t->put(gkey(k), value).ok(), "put");
+      auto c = t->commit();
+      CHILD_CHECK(false, "commit returned ({}) past an armed crash point", err(c));
+      return 1;
+    });
+    const int status = kids.wait(pid, milliseconds(20000));
+    ASSERT_TRUE(killed_by_sigkill(status)) << "round " << i << ": " << describe_status(status);
+    auto before = store->stats();
+    ASSERT_TRUE(before.ok());
+    ASSERT_EQ(count_state(*before, "dead"), 1u) << sessions_text(*before);
+    double ms = probe(*psr, uint64_t(i) + 1);  // the locks' holder is already dead
+    ASSERT_GE(ms, 0);
+    waits.push_back(ms);
+    auto after = store->stats();
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(count_state(*after, "dead"), 0u) << sessions_text(*after);
+    undone += after->recovery.undone - before->recovery.undone;
+    rolled_forward += after->recovery.rolled_forward - before->recovery.rolled_forward;
+    auto t = psr->begin(TxnOptions{.read_only = true});
+    ASSERT_TRUE(t.ok());
+    std::string token;
+    std::string why = check_group(*t, i % 2 == 1, &token);
+    EXPECT_TRUE(why.empty()) << why;
+    EXPECT_EQ(token, fmt::format("parent{}", i + 1));
+  }
+  // Each death was settled by the waiter (half undone, half rolled forward).
+  EXPECT_EQ(undone, uint64_t(rounds / 2));
+  EXPECT_EQ(rolled_forward, uint64_t(rounds / 2));
+  auto [p50, max] = p50_max(waits);
+  // Stated: taken over after the dead-session probe, ~1 ms (the waiter
+  // probes its lock's holder each 1 ms; the reclaim of a small store adds
+  // well under 1 ms). Asserted: p50 <= 10 ms (probe 1 ms + reclaim + the
+  // transaction, plus up to two 4 ms scheduler ticks that the waiter's
+  // yield() loses on a loaded 2-core VM: measured p50 1.1 ms idle, 3.3 ms
+  // beside a build; ASan 1.2 ms), max <= 50 ms.
+  std::printf(
+      "claim: a dead process's record locks are taken over by a waiting transaction after the "
+      "~1 ms probe: measured p50 %.2f ms, max %.2f ms, asserted p50 <= 10 ms, max <= 50 ms\n",
+      p50, max);
+  EXPECT_LE(p50, 10.0) << "a transaction waited a median " << p50 << " ms for a dead holder";
+  EXPECT_LE(max, 50.0) << "a transaction waited " << max << " ms for a dead holder";
+}
+
+// A key locked by a live process (here: one that took the record's lock word
+// as a committer does and then stopped doing anything) makes a commit that
+// writes it fail with kConflict after the 20 ms bound (include/stoa/txn.h,
+// kLockSpinNs in src/txn/txn_manager.cc): not sooner, and not much later.
+TEST(TxnCrash, LiveLockHolderConflictsAtTheBound) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE(seed_note(seed));
+  TempDir dir("crash-live");
+  const std::string path = dir.sub("store");
+  Options o;
+  o.watchdog_interval = milliseconds(0);
+  o.durability = Durability::kNone;
+  auto opened = Store::open(path, o);
+  ASSERT_TRUE(opened.ok()) << err(opened);
+  std::unique_ptr<Store> store = std::move(opened).value();
+  auto psr = store->session();
+  ASSERT_TRUE(psr.ok()) << err(psr);
+  ASSERT_GE(probe(*psr, 0), 0);
+
+  struct HoldCtl {
+    std::atomic<int32_t> ready;  // 1: locked, 2: failed
+  };
+  Shared<HoldCtl> ctl;
+  Children kids;
+  pid_t holder = kids.spawn([&] {
+    auto s = Store::open(path, o);
+    CHILD_CHECK(s.ok(), "open: {}", err(s));
+    auto sess = (*s)->session();
+    CHILD_CHECK(sess.ok(), "session: {}", err(sess));
+    internal::SessionCore* core = sess->core();
+    auto& txns = (*s)->impl()->txns();
+    core->pin();
+    const uint64_t off = txns.tree().find(gkey(0));
+    CHILD_CHECK(off > index::Btree::kDamaged, "g/0 not found ({})", off);
+    uint64_t expected = 0;
+    const bool locked = txns.tree().record_rw(off)->lock.compare_exchange_strong(
+        expected, internal::TxnManager::lock_word(core->slot(), core->generation()));
+    core->unpin();
+    ctl->ready.store(locked ? 1 : 2);
+    for (;;) std::this_thread::sleep_for(milliseconds(100));
+    return 0;
+  });
+  ASSERT_TRUE(wait_until([&] { return ctl->ready.load() != 0; }, milliseconds(10000)));
+  ASSERT_EQ(ctl->ready.load(), 1) << "the holder could not take g/0's lock";
+
+  std::vector<double> waits;
+  for (int i = 0; i < 8; i++) {
+    auto t = psr->begin();
+    ASSERT_TRUE(t.ok()) << err(t);
+    ASSERT_TRUE(t->put(gkey(0), make_value("blocked", 64)).ok());
+    const auto t0 = Clock::now();
+    auto c = t->commit();
+    const double ms = ms_since(t0);
+    ASSERT_FALSE(c.ok()) << "committed over a live holder's lock";
+    EXPECT_EQ(c.code(), Code::kConflict) << err(c);
+    waits.push_back(ms);
+  }
+  int status = 0;
+  EXPECT_FALSE(kids.try_reap(holder, &status)) << "holder ended: " << describe_status(status);
+  kids.kill_one(holder);
+  auto [p50, max] = p50_max(waits);
+  const double min = waits.front();
+  // Stated: kConflict past a 20 ms bound. Asserted: never before 20 ms; p50
+  // <= 30 ms and max <= 60 ms (the bound plus a 4 ms scheduler tick or two
+  // lost in the yield loop on a loaded 2-core VM: measured p50 20.0 ms
+  // idle, 24.0 ms beside a build; ASan 20.0 ms).
+  std::printf(
+      "claim: a key locked by a live committer gives kConflict after the 20 ms bound: measured "
+      "min %.2f ms, p50 %.2f ms, max %.2f ms, asserted 20 <= each, p50 <= 30 ms, max <= 60 ms\n",
+      min, p50, max);
+  EXPECT_GE(min, 20.0) << "kConflict before the 20 ms bound";
+  EXPECT_LE(p50, 30.0);
+  EXPECT_LE(max, 60.0);
 }
 
 }  // namespace
