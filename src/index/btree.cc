@@ -49,7 +49,9 @@ uint64_t Btree::prefix_of(std::string_view key) {
 }
 
 namespace {
-thread_local uint64_t t_damage = 0;
+// initial-exec: one TLS read, not a __tls_get_addr call, on every node and
+// record access of a position-independent build.
+__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_damage = 0;
 // Stand-ins handed out for offsets that cannot name a block: an empty node
 // (count 0 fails every shape check) and an empty record (no key, no
 // versions). Writers never reach them: they take offsets they made.
@@ -60,7 +62,7 @@ const KeyRecord kNoRecord{};
 uint64_t Btree::damage_seen() { return t_damage; }
 
 const Node* Btree::node(Offset n) const {
-  if (!region_->plausible(n, kLeafBytes)) {
+  if (!region_->reach(n, kLeafBytes)) {
     t_damage++;
     return &kNoNode;
   }
@@ -74,14 +76,13 @@ Node* Btree::node_rw(Offset n) const {
 bool Btree::shape_ok(const Node* n, Offset off) const {
   if (n->count == 0 || n->count > kFan) return false;
   if (n->kind == uint16_t(NodeKind::kLeaf)) return true;
-  return n->kind == uint16_t(NodeKind::kInner) && region_->plausible(off, kInnerBytes);
+  return n->kind == uint16_t(NodeKind::kInner) && region_->reach(off, kInnerBytes);
 }
 const KeyRecord* Btree::record(Offset r) const {
-  if (!region_->plausible(r, sizeof(KeyRecord))) {
+  if (!region_->reach(r, sizeof(KeyRecord))) {
     t_damage++;
     return &kNoRecord;
   }
-  if (r + sizeof(KeyRecord) > region_->mapped()) (void)region_->ensure(r, sizeof(KeyRecord));
   return reinterpret_cast<const KeyRecord*>(region_->ro(r));
 }
 KeyRecord* Btree::record_rw(Offset r) const {
@@ -90,15 +91,11 @@ KeyRecord* Btree::record_rw(Offset r) const {
 }
 std::string_view Btree::key_of(Offset r) const {
   const KeyRecord* k = record(r);
-  if (k->key_len > stoa::kMaxKeySize || !region_->plausible(r, sizeof(KeyRecord) + k->key_len)) {
+  if (k->key_len > stoa::kMaxKeySize || !region_->reach(r, sizeof(KeyRecord) + k->key_len)) {
     if (k != &kNoRecord) t_damage++;
     return {};
   }
-  const char* p = reinterpret_cast<const char*>(k) + sizeof(KeyRecord);
-  if (r + sizeof(KeyRecord) + k->key_len > region_->mapped()) {
-    (void)region_->ensure(r, sizeof(KeyRecord) + k->key_len);
-  }
-  return {p, k->key_len};
+  return {reinterpret_cast<const char*>(k) + sizeof(KeyRecord), k->key_len};
 }
 
 Offset Btree::version_at(Offset rec, uint64_t snapshot) const {
@@ -109,15 +106,12 @@ Offset Btree::version_at(Offset rec, uint64_t snapshot) const {
   // Timestamps fall strictly along a chain, so a sound one is finite; the
   // bound only stops a damaged, cyclic one.
   for (uint32_t depth = 0; v != 0; depth++) {
-    if (depth > (1u << 24) || !region_->plausible(v, sizeof(Version))) return kDamaged;
-    if (v + sizeof(Version) > region_->mapped()) (void)region_->ensure(v, sizeof(Version));
+    if (depth > (1u << 24) || !region_->reach(v, sizeof(Version))) return kDamaged;
     const auto* ver = reinterpret_cast<const Version*>(region_->ro(v));
     if (ver->ts <= snapshot) {
       if (ver->len & kTombstone) return 0;
       const uint64_t at = ver->blob != 0 ? ver->blob : v + sizeof(Version);
-      if (!region_->plausible(at, ver->len)) return kDamaged;
-      if (at + ver->len > region_->mapped()) (void)region_->ensure(at, ver->len);
-      return v;
+      return region_->reach(at, ver->len) ? v : kDamaged;
     }
     v = ver->next.load(std::memory_order_acquire);
   }
@@ -177,10 +171,9 @@ Offset Btree::find(std::string_view key) const {
       if (t_damage != d0) return kDamaged;
       return found ? n->ptr[pos].load(std::memory_order_relaxed) : 0;
     }
+    // A damaged separator only misroutes: the leaf's check above reports it.
     int i = child_index(n, key, kp);
-    if (t_damage != d0) return kDamaged;
     cur = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
-    if (!region_->plausible(cur, kLeafBytes)) return kDamaged;
     // The child's header and the middle of its key array: the first two
     // lines any search of it touches, fetched together.
     const char* c = region_->ro(cur);
@@ -581,7 +574,7 @@ void Btree::Iter::descend_edge(Offset cur, bool reverse) {
     const Node* n = checked(cur);
     if (n == nullptr) return;
     int idx = reverse ? n->count - 1 : 0;
-    stack_.push_back({cur, idx});
+    stack_.push_back({n, idx});
     if (n->kind == uint16_t(NodeKind::kLeaf)) {
       valid_ = true;
       rec_ = n->ptr[idx].load(std::memory_order_relaxed);
@@ -613,7 +606,7 @@ void Btree::Iter::seek(std::string_view key, bool reverse) {
       int pos = t_->leaf_lower_bound(n, key, kp, &found);
       if (damaged()) return;
       if (reverse && !found) pos--;
-      stack_.push_back({cur, pos});
+      stack_.push_back({n, pos});
       if (pos >= 0 && pos < n->count) {
         valid_ = true;
         rec_ = n->ptr[pos].load(std::memory_order_relaxed);
@@ -630,7 +623,7 @@ void Btree::Iter::seek(std::string_view key, bool reverse) {
       valid_ = false;
       return;
     }
-    stack_.push_back({cur, i});
+    stack_.push_back({n, i});
     cur = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
   }
 }
@@ -640,8 +633,7 @@ void Btree::Iter::next() {
   valid_ = false;
   while (!stack_.empty()) {
     Level& top = stack_.back();
-    const Node* n = checked(top.node);
-    if (n == nullptr) return;
+    const Node* n = top.node;  // checked when pushed; published nodes never change shape
     top.idx += reverse_ ? -1 : 1;
     if (top.idx >= 0 && top.idx < n->count) {
       Offset child = n->ptr[top.idx].load(std::memory_order_acquire) & ~kFrozen;

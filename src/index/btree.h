@@ -81,7 +81,7 @@ class Btree {
 
    private:
     struct Level {
-      Offset node;
+      const Node* node;  // in the mapping, which never moves
       int idx;
     };
     void descend_edge(Offset node, bool reverse);

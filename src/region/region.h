@@ -72,6 +72,14 @@ class Region {
     const uint64_t fs = file_size();
     return off >= kHeapStart && off % 8 == 0 && len <= fs && off <= fs - len;
   }
+  // plausible(off, len), and [off, off+len) addressable (mapping what
+  // another process grew first). The fast path reads only this process's
+  // mapping length, which never exceeds the file.
+  bool reach(Offset off, uint64_t len) {
+    const uint64_t m = mapped();
+    if (off >= kHeapStart && off % 8 == 0 && len <= m && off <= m - len) return true;
+    return plausible(off, len) && ensure(off, len).ok();
+  }
   // Makes [off, off+len) addressable, mapping newly grown parts first.
   // Errors: kCorrupt when the range lies outside the file.
   Status ensure(Offset off, uint64_t len);
