@@ -30,7 +30,7 @@ trap 'rm -rf "$scratch"' EXIT
 # The coverage line from a libFuzzer log.
 coverage() {
   local name=$1 log=$2 line
-  line=$(grep -E '^#[0-9]+:? .*cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$log" | tail -n 1 || true)
+  line=$(grep -E '^#[0-9]+:?[[:space:]].*cov: [0-9]+ ft: [0-9]+ corp: [0-9]+' "$log" | tail -n 1 || true)
   if [[ -z $line ]]; then
     echo "fuzz coverage: $name cov=0 ft=0 corpus=0 execs=0 (no status line)"
     return
@@ -55,9 +55,11 @@ for target in "${targets[@]}"; do
   rc=0
   "$target" -max_total_time="$seconds" -print_final_stats=1 \
     -artifact_prefix="$dir/artifacts/$name-" "${extra[@]}" "${corpus[@]}" >"$log" 2>&1 || rc=$?
-  grep -vE '^#[0-9]+:? ' "$log" | tail -n 40 || true
+  grep -vE '^#[0-9]+:?[[:space:]]' "$log" | tail -n 40 || true
   summary+=("$(coverage "$name" "$log")")
   echo "${summary[-1]}"
+  # A run that printed no status line never fuzzed: that is a failure too.
+  if [[ ${summary[-1]} == *"(no status line)"* && $rc -eq 0 ]]; then rc=2; fi
   if [[ $rc -ne 0 ]]; then
     failed+=("$name")
     echo "fuzz: $name exited $rc (inputs in $dir/artifacts/$name-*)" >&2
