@@ -6,6 +6,11 @@
 // initial mapping — through SessionCore::read(), and allocates too. A must
 // see every block with the data its writer put there.
 //
+// OpensWhileAnotherProcessGrows: a process grows the file in small steps
+// while two others open and close the store in a loop; every open succeeds
+// (an opener that read the file's length just before a growth must not take
+// the newly published heap size for damage).
+//
 // FullIsAnErrorAndFreesMakeRoom: at max_size, allocation fails with kFull in
 // every process, the store stays usable and sound, and frees make room again.
 #include <gtest/gtest.h>
@@ -184,6 +189,52 @@ TEST(Growth, GrowsWhileOthersRead) {
   ASSERT_TRUE(rep.ok());
   EXPECT_TRUE(rep->sound()) << problems_text(*rep);
   EXPECT_EQ(rep->blocks_live, 0u);
+}
+
+TEST(Growth, OpensWhileAnotherProcessGrows) {
+  TempDir dir("growth-open");
+  const std::string path = dir.sub("store");
+  Options o;
+  o.initial_size = 1 << 20;
+  o.grow_chunk = 64 << 10;
+  o.max_size = 1ull << 30;
+  {
+    auto s = Store::open(path, o);
+    ASSERT_TRUE(s.ok()) << err(s);
+  }
+  Shared<std::atomic<int>> stop;
+  Children kids;
+  const pid_t grower = kids.spawn([&] {
+    auto s = Store::open(path);
+    CHILD_CHECK(s.ok(), "open: {}", err(s));
+    auto sess = (*s)->session();
+    CHILD_CHECK(sess.ok(), "session: {}", err(sess));
+    SessionCore* c = sess->core();
+    // 192 KiB allocations: each one grows the file by at least a step.
+    for (int i = 0; i < 4000 && stop->load() == 0; i++) {
+      auto b = c->alloc(192 << 10);
+      CHILD_CHECK(b.ok(), "alloc {}: {}", i, err(b));
+    }
+    return 0;
+  });
+  std::vector<pid_t> openers;
+  for (int k = 0; k < 2; k++) {
+    openers.push_back(kids.spawn([&] {
+      int opens = 0;
+      for (; stop->load() == 0; opens++) {
+        auto s = Store::open(path);
+        CHILD_CHECK(s.ok(), "open {} while the file grows: {}", opens, err(s));
+      }
+      return 0;
+    }));
+  }
+  const int gs = kids.wait(grower, milliseconds(60'000));
+  stop->store(1);
+  EXPECT_TRUE(exited_ok(gs)) << "grower " << describe_status(gs);
+  for (pid_t p : openers) {
+    const int st = kids.wait(p, milliseconds(30'000));
+    EXPECT_TRUE(exited_ok(st)) << "opener " << describe_status(st);
+  }
 }
 
 TEST(Growth, FullIsAnErrorAndFreesMakeRoom) {

@@ -175,6 +175,13 @@ Result<std::unique_ptr<Region>> Region::open(Env* env, const std::string& path) 
                                              path, kHeapMetaOffset));
   }
   uint64_t fs = m->file_size.load(std::memory_order_acquire);
+  // Another process may have grown the file since it was measured above: a
+  // grower extends the file before it publishes file_size (release, read
+  // here with acquire), so a second look at the length covers fs.
+  if (fs > bytes) {
+    STOA_ASSIGN(uint64_t now, env->file_size(r->fd_, path));
+    bytes = now;
+  }
   if (fs < kHeapStart + kPageSize || fs % kPageSize != 0 || fs > bytes || fs > h.max_size) {
     return Error(Code::kCorrupt,
                  fmt::format("{}: heap metadata damaged: file_size {} but the file has {} bytes "
