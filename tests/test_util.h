@@ -32,6 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -46,6 +47,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -91,6 +93,13 @@ inline uint64_t test_seed() {
 
 inline double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// The median and the largest of `v` (sorted in place; not empty), for the
+// "claim:" lines of the latency tests.
+inline std::pair<double, double> p50_max(std::vector<double>& v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.back()};
 }
 
 // Recursively makes everything under `p` owner-accessible again so that

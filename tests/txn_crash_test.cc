@@ -228,12 +228,6 @@ double probe(Session& s, uint64_t k) {
   return r.ok() ? ms_since(t0) : -1;
 }
 
-// p50 and max of `v` (sorted in place), in the "claim:" line's units.
-std::pair<double, double> p50_max(std::vector<double>& v) {
-  std::sort(v.begin(), v.end());
-  return {v[v.size() / 2], v.back()};
-}
-
 TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
   const uint64_t seed = test_seed();
   SCOPED_TRACE(seed_note(seed));

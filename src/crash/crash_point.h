@@ -50,7 +50,7 @@
   X(kIndexSplit, "index.split", "a node split in two, parent not updated")                     \
   X(kHeapRunSplit, "heap.run.split", "holding the page lock, free run being split")            \
   X(kHeapRunMerge, "heap.run.merge", "holding the page lock, freed run being merged")          \
-  X(kHeapGrow, "heap.grow", "data file extended, new run not yet free")                        \
+  X(kHeapGrow, "heap.grow", "data file extended, new run not in a bin")                        \
   X(kHeapClassLocked, "heap.class.locked", "holding a class lock, list half updated")          \
   X(kSessionClaim, "session.claim", "slot byte taken, slot not yet initialised")               \
   X(kSessionReclaim, "session.reclaim", "reclaiming a dead slot, before its commit")           \

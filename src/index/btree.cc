@@ -619,10 +619,7 @@ void Btree::Iter::seek(std::string_view key, bool reverse) {
       return;
     }
     int i = t_->child_index(n, key, kp);
-    if (damaged()) {
-      valid_ = false;
-      return;
-    }
+    if (damaged()) return;  // valid_ is still false
     stack_.push_back({n, i});
     cur = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
   }

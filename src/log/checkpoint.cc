@@ -133,7 +133,7 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   };
 
   std::string last;
-  bool started = false, done = false, out_of_order = false;
+  bool started = false, done = false, bad = false;
   while (!done) {
     s.pin();
     index::Btree::Iter it(&tree);
@@ -142,9 +142,10 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
     for (int n = 0; n < kChunkKeys && it.valid(); n++, it.next()) {
       std::string_view key = tree.key_of(it.record());
       const uint64_t v = tree.version_at(it.record(), ts);
-      // Keys out of order would make the walk resume behind itself forever.
+      // Damage, or keys out of order (which would make the walk resume
+      // behind itself forever): no checkpoint.
       if (it.damaged() || v == index::Btree::kDamaged || (started && key <= last)) {
-        out_of_order = true;
+        bad = true;
         break;
       }
       last.assign(key);
@@ -163,7 +164,7 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
       count++;
       out.keys++;
     }
-    const bool damaged = it.damaged() || out_of_order;
+    const bool damaged = it.damaged() || bad;
     done = !it.valid();
     s.unpin();
     if (damaged) {

@@ -64,21 +64,18 @@ class Region {
   // The file size all processes agree on (acquire: pairs with extend()).
   uint64_t file_size() const { return meta()->file_size.load(std::memory_order_acquire); }
 
-  // Whether [off, off+len) could be a block body of the heap: 8-aligned, at
-  // or past the heap's start, inside the file. Readers check every offset
-  // they take from the file before they follow it (a damaged but trusted
-  // file must give kCorrupt, never a fault).
-  bool plausible(Offset off, uint64_t len) const {
-    const uint64_t fs = file_size();
-    return off >= kHeapStart && off % 8 == 0 && len <= fs && off <= fs - len;
-  }
-  // plausible(off, len), and [off, off+len) addressable (mapping what
-  // another process grew first). The fast path reads only this process's
-  // mapping length, which never exceeds the file.
+  // Whether [off, off+len) could be a block body of the heap (8-aligned, at
+  // or past the heap's start, inside the file), made addressable (mapping
+  // what another process grew first). Readers check every offset they take
+  // from the file this way before they follow it: a damaged but trusted
+  // file must give kCorrupt, never a fault. The fast path reads only this
+  // process's mapping length, which never exceeds the file: no syscall.
   bool reach(Offset off, uint64_t len) {
+    if (off < kHeapStart || off % 8 != 0) return false;
     const uint64_t m = mapped();
-    if (off >= kHeapStart && off % 8 == 0 && len <= m && off <= m - len) return true;
-    return plausible(off, len) && ensure(off, len).ok();
+    if (len <= m && off <= m - len) return true;
+    const uint64_t fs = file_size();
+    return len <= fs && off <= fs - len && ensure(off, len).ok();
   }
   // Makes [off, off+len) addressable, mapping newly grown parts first.
   // Errors: kCorrupt when the range lies outside the file.

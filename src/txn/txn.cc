@@ -64,14 +64,13 @@ Status check_key(std::string_view key) {
   return {};
 }
 
-// The version at `v`, mapping more of the file first when another process
-// grew it past this process's mapping. An offset that cannot name a version
-// (a damaged record) reads as an empty version at ts 0; reads of that key
-// report the damage (Btree::version_at).
-const index::Version* version_at(region::Region& r, uint64_t v) {
+// The version at offset `v`, mapping more of the file first when another
+// process grew it past this process's mapping. An offset that cannot name a
+// version (a damaged record) reads as an empty version at ts 0; reads of
+// that key report the damage (Btree::version_at).
+const index::Version* version_ptr(region::Region& r, uint64_t v) {
   static const index::Version kNoVersion{};
-  if (!r.plausible(v, sizeof(index::Version))) return &kNoVersion;
-  if (v + sizeof(index::Version) > r.mapped()) (void)r.ensure(v, sizeof(index::Version));
+  if (!r.reach(v, sizeof(index::Version))) return &kNoVersion;
   return reinterpret_cast<const index::Version*>(r.ro(v));
 }
 
@@ -244,7 +243,7 @@ bool TxnImpl::changed(uint64_t rec) const {
   if (lock != 0 && lock != TxnManager::lock_word(s_->slot(), s_->generation())) return true;
   uint64_t head = k->head.load(std::memory_order_acquire);
   if (head == 0) return false;
-  const auto* ver = version_at(store_->region(), head);
+  const auto* ver = version_ptr(store_->region(), head);
   return ver->ts > snapshot_;
 }
 
@@ -451,7 +450,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
       uint64_t rec = tree.find(k);
       if (rec == 0 || rec == index::Btree::kDamaged) continue;
       uint64_t head = tree.record(rec)->head.load(std::memory_order_acquire);
-      if (head != 0 && version_at(store_->region(), head)->ts > snap) {
+      if (head != 0 && version_ptr(store_->region(), head)->ts > snap) {
         moved = true;
         break;
       }
@@ -461,7 +460,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
       for (it.seek(r.from, false); it.valid() && !moved; it.next()) {
         if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
         uint64_t head = tree.record(it.record())->head.load(std::memory_order_acquire);
-        moved = head != 0 && version_at(store_->region(), head)->ts > snap;
+        moved = head != 0 && version_ptr(store_->region(), head)->ts > snap;
       }
     }
     s_->unpin();

@@ -156,16 +156,14 @@ void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
   region::Region& r = store_->region();
   uint64_t v = rec->head.load(std::memory_order_relaxed);
   for (uint32_t depth = 0; v != 0 && depth < 1000000; depth++) {
-    // A damaged chain is left as it is (reads of the key report it).
-    if (!r.plausible(v, sizeof(index::Version))) return;
-    // Versions of other processes may lie past this process's mapping.
-    if (v + sizeof(index::Version) > r.mapped()) (void)r.ensure(v, sizeof(index::Version));
+    // Versions of other processes may lie past this process's mapping; a
+    // damaged chain is left as it is (reads of the key report it).
+    if (!r.reach(v, sizeof(index::Version))) return;
     auto* ver = reinterpret_cast<index::Version*>(r.rw(v));
     if (ver->ts <= low) {
       uint64_t cut = ver->next.exchange(0, std::memory_order_acq_rel);
       while (cut != 0) {
-        if (!r.plausible(cut, sizeof(index::Version))) return;  // damaged tail: leaked
-        if (cut + sizeof(index::Version) > r.mapped()) (void)r.ensure(cut, sizeof(index::Version));
+        if (!r.reach(cut, sizeof(index::Version))) return;  // damaged tail: leaked
         auto* old = reinterpret_cast<index::Version*>(r.rw(cut));
         uint64_t next = old->next.load(std::memory_order_relaxed);
         // A damaged block cannot be retired: it leaks, and the session's
