@@ -31,7 +31,7 @@
 #include "bench.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 // liburcu after Stoa's headers: its map headers define short macros
 // (call_rcu, synchronize_rcu, ...). _LGPL_SOURCE inlines the read side.

@@ -31,7 +31,7 @@
 #include "index/layout.h"
 #include "region/heap.h"
 #include "region/layout.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 namespace stoa::fuzz {
 namespace {

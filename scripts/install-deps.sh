@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build pkg-config python3
   clang libclang-rt-14-dev clang-format
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   libxxhash-dev libfmt-dev libcli11-dev nlohmann-json3-dev

@@ -1,5 +1,5 @@
 // Bad input gets a clear error value naming the path and the reason, never a
-// crash (DESIGN.md guarantees 5 and 8): directories that are not stores,
+// crash (guarantees 5 and 8, docs/guarantees.md): directories that are not stores,
 // regular files, truncated and foreign data files, failed checksums, other
 // format versions and layouts, missing permissions, garbage lock files, a
 // damaged run header, and API misuse (double free, stray offsets, closed
@@ -20,7 +20,7 @@
 #include "region/layout.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "test_util.h"
 
 namespace stoa {

@@ -19,7 +19,7 @@
 
 #include "cli_util.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Corruption is detected, never served (DESIGN.md guarantee 5): bits flipped
+// Corruption is detected, never served (guarantee 5, docs/guarantees.md): bits flipped
 // at random places in the data file, a log segment, the checkpoint file or
 // the clean-shutdown checksums (`stoa.sum`) are either detected (open
 // refuses with kCorrupt naming the file and an offset, or verify names the
@@ -35,7 +35,7 @@
 #include "log/record.h"
 #include "region/layout.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "test_util.h"
 
 namespace stoa {

@@ -29,7 +29,7 @@
 
 #include "env/sim_env.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "test_util.h"
 
 namespace stoa {

@@ -1,4 +1,4 @@
-// Processes killed at random points (guarantee 3 of DESIGN.md, issue 2's
+// Processes killed at random points (guarantee 3 of docs/guarantees.md, issue 2's
 // "SIGKILLs random processes in a loop, at least 200 kills per suite run").
 //
 // Workers allocate, fill, publish, retire, free and read each other's
@@ -44,7 +44,7 @@
 
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "test_util.h"
 
 namespace stoa {

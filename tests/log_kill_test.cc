@@ -1,5 +1,5 @@
 // Every acknowledged commit survives committers SIGKILLed anywhere, in the
-// store and in a rebuild from its log (DESIGN.md guarantees 3 and 4).
+// store and in a rebuild from its log (guarantees 3 and 4, docs/guarantees.md).
 //
 // Three worker processes, one per durability mode (group, none, sync),
 // commit multi-key transactions (puts and deletes; automatic checkpoints

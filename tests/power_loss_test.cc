@@ -1,4 +1,4 @@
-// Simulated power loss (DESIGN.md guarantee 4): a store on SimEnv runs a
+// Simulated power loss (guarantee 4, docs/guarantees.md): a store on SimEnv runs a
 // mixed workload (sync, group and none commits from several threads, puts
 // and deletes, explicit and automatic checkpoints, small log segments), the
 // power fails at a random I/O call, SimEnv drops or tears every unsynced
@@ -33,7 +33,7 @@
 
 #include "env/sim_env.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "test_util.h"
 
 namespace stoa {

@@ -30,7 +30,7 @@
 
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "test_util.h"
 
 namespace stoa {

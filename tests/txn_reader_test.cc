@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "test_util.h"
 
 namespace stoa {

@@ -9,7 +9,7 @@
 
 namespace stoa {
 
-// What a commit promises once it returns (see DESIGN.md, guarantee 4 and
+// What a commit promises once it returns (see guarantee 4 in docs/guarantees.md and
 // src/log/log.cc). Every mode writes the commit's log record before commit()
 // returns; the modes differ in when it reaches the disk.
 enum class Durability : uint8_t {

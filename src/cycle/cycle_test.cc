@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 namespace stoa {
 namespace {

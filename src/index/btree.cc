@@ -34,7 +34,7 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 namespace stoa::index {
 

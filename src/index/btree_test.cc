@@ -6,7 +6,7 @@
 
 #include "index/btree.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 namespace stoa {
 namespace {

@@ -30,9 +30,9 @@
 
 #include "crash/crash_point.h"
 #include "log/log.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "util/hash.h"
-#include "util/shm_mutex.h"
+#include "util/scope_exit.h"
 
 namespace stoa::internal {
 
@@ -81,10 +81,7 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   region::Region& r = store->region();
   session::SessionSlot* slot = s.slot_ptr();
   const uint64_t ts = mgr.take_snapshot(slot);
-  struct Drop {
-    session::SessionSlot* slot;
-    ~Drop() { TxnManager::drop_snapshot(slot); }
-  } drop{slot};
+  auto drop = util::scope_exit([&] { TxnManager::drop_snapshot(slot); });
   if (before_write) STOA_TRY(before_write(ts));
 
   SnapshotFile out;
@@ -92,11 +89,7 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   out.path = dir + "/" + checkpoint_name(ts);
   const std::string tmp = fmt::format("{}/ckpt-{:016x}.tmp", dir, ts);
   STOA_ASSIGN(int fd, env->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644));
-  struct Closer {
-    Env* env;
-    int fd;
-    ~Closer() { env->close(fd); }
-  } closer{env, fd};
+  auto closer = util::scope_exit([&] { env->close(fd); });
 
   const region::FileHeader& fh = r.header();
   log::CheckpointHeader h{};
@@ -188,17 +181,14 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
 }
 
 Result<CheckpointInfo> LogManager::checkpoint(SessionCore& s, bool wait) {
+  // A dead checkpointer needs no repair here: its temporary file is
+  // removed below.
   if (wait) {
-    if (util::shm_mutex_lock(&hdr_->ckpt_mu) == util::LockResult::kOwnerDied) {
-      util::shm_mutex_consistent(&hdr_->ckpt_mu);  // its temporary file is removed below
-    }
-  } else if (!util::shm_mutex_try_lock(&hdr_->ckpt_mu)) {
+    hdr_->ckpt_mu.lock();
+  } else if (!hdr_->ckpt_mu.try_lock()) {
     return Error(Code::kBusy, "a checkpoint is running");
   }
-  struct Unlock {
-    region::ShmMutex* m;
-    ~Unlock() { util::shm_mutex_unlock(m); }
-  } unlock{&hdr_->ckpt_mu};
+  auto unlock = util::scope_exit([&]() NO_THREAD_SAFETY_ANALYSIS { hdr_->ckpt_mu.unlock(); });
   const std::string& dir = files_.dir();
   // Leftovers of checkpointers that died.
   if (auto names = env_->list_dir(dir); names.ok()) {

@@ -138,9 +138,9 @@ struct LogHeader {
   // running fdatasync sleep on it (a futex) instead of queueing on flush_mu.
   std::atomic<uint32_t> sync_seq;
   uint64_t reserved[4];
-  alignas(64) region::ShmMutex reserve_mu;  // LSN reservation, segment creation
-  alignas(64) region::ShmMutex flush_mu;    // one fdatasync at a time; `synced`
-  alignas(64) region::ShmMutex ckpt_mu;     // one checkpoint at a time
+  alignas(64) util::ShmMutex reserve_mu;  // LSN reservation, segment creation
+  alignas(64) util::ShmMutex flush_mu;    // one fdatasync at a time; `synced`
+  alignas(64) util::ShmMutex ckpt_mu;     // one checkpoint at a time
 };
 static_assert(std::is_standard_layout_v<LogHeader>);
 static_assert(offsetof(LogHeader, allocated_end) == 32 && offsetof(LogHeader, sync_seq) == 84 &&

@@ -52,8 +52,6 @@
 // Otherwise the log was damaged where it had been on disk: open refuses.
 #include "log/log.h"
 
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,22 +62,12 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
-#include "store_impl.h"
-#include "util/shm_mutex.h"
+#include "store/store_impl.h"
+#include "util/futex.h"
 
 namespace stoa::internal {
 
 namespace {
-
-void futex_wait(std::atomic<uint32_t>* w, uint32_t expected, int64_t ns) {
-  struct timespec ts {
-    time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)
-  };
-  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAIT, expected, &ts, nullptr, 0);
-}
-void futex_wake(std::atomic<uint32_t>* w, int n) {
-  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(w), FUTEX_WAKE, n, nullptr, nullptr, 0);
-}
 
 // The encode buffer of this thread (kept between commits, trimmed when big).
 std::string& encode_buffer() {
@@ -104,9 +92,9 @@ void LogManager::init_alone(bool fresh) {
     hdr_->segment_size = files_.segment_size();
     hdr_->magic = log::kLogMagic;
   }
-  util::shm_mutex_init(&hdr_->reserve_mu);
-  util::shm_mutex_init(&hdr_->flush_mu);
-  util::shm_mutex_init(&hdr_->ckpt_mu);
+  hdr_->reserve_mu.init();
+  hdr_->flush_mu.init();
+  hdr_->ckpt_mu.init();
   hdr_->flush_request.store(0, std::memory_order_relaxed);
   hdr_->ckpt_request.store(0, std::memory_order_relaxed);
   // Segments past the tail may be missing (a rebuild cut them): make the
@@ -141,8 +129,8 @@ void LogManager::stop() {
   }
   thread_cv_.notify_all();
   // Wake our own threads (others' wake spuriously and go back to sleep).
-  futex_wake(&hdr_->flush_request, INT32_MAX);
-  futex_wake(&hdr_->ckpt_request, INT32_MAX);
+  util::futex_wake(&hdr_->flush_request);
+  util::futex_wake(&hdr_->ckpt_request);
   if (flusher_.joinable()) flusher_.join();
   if (checkpointer_.joinable()) checkpointer_.join();
 }
@@ -165,10 +153,7 @@ void LogManager::repair_reserve_locked() {
 }
 
 Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
-  if (util::shm_mutex_lock(&hdr_->reserve_mu) == util::LockResult::kOwnerDied) {
-    repair_reserve_locked();
-    util::shm_mutex_consistent(&hdr_->reserve_mu);
-  }
+  util::ShmLock g(hdr_->reserve_mu, [&]() NO_THREAD_SAFETY_ANALYSIS { repair_reserve_locked(); });
   hdr_->reserve_slot = s.slot();
   STOA_CRASH_POINT(kLogReserveLocked);
   index::IndexHeader* ih = store_->txns().header();
@@ -199,7 +184,6 @@ Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
       STOA_CRASH_POINT(kLogReserveAdvanced);
     }
   }
-  util::shm_mutex_unlock(&hdr_->reserve_mu);
   if (!st.ok()) return std::move(st).error();
   return start;
 }
@@ -234,13 +218,12 @@ Status LogManager::write_padding(uint64_t lsn, uint64_t len) {
 
 Status LogManager::settle_locked(uint64_t* log_start, uint64_t* log_len, bool committed,
                                  const std::vector<log::Op>* ops) {
-  if (util::shm_mutex_lock(&hdr_->reserve_mu) == util::LockResult::kOwnerDied) {
-    repair_reserve_locked();
-    util::shm_mutex_consistent(&hdr_->reserve_mu);
+  {
+    util::ShmLock g(hdr_->reserve_mu,
+                    [&]() NO_THREAD_SAFETY_ANALYSIS { repair_reserve_locked(); });
+    const uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
+    if (*log_len != 0 && *log_start + *log_len > tail) *log_len = 0;  // never reserved
   }
-  const uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
-  if (*log_len != 0 && *log_start + *log_len > tail) *log_len = 0;  // never reserved
-  util::shm_mutex_unlock(&hdr_->reserve_mu);
   if (*log_len == 0) return {};
   store_->table().header()->counters.log_settled.fetch_add(1, std::memory_order_relaxed);
   Status st = committed && ops != nullptr && !ops->empty()
@@ -277,8 +260,8 @@ Status LogManager::flush(uint64_t target) {
   for (;;) {
     if (hdr_->synced.load(std::memory_order_acquire) >= target) return {};
     const uint32_t seq = hdr_->sync_seq.load(std::memory_order_acquire);
-    if (!util::shm_mutex_try_lock(&hdr_->flush_mu)) {
-      futex_wait(&hdr_->sync_seq, seq, 10'000'000);
+    if (!hdr_->flush_mu.try_lock()) {
+      util::futex_wait(&hdr_->sync_seq, seq, 10'000'000);
       continue;
     }
     Status st;
@@ -304,9 +287,9 @@ Status LogManager::flush(uint64_t target) {
                    fmt::format("commit at {} is not durable: {}", target, s.error().message()));
       }
     }
-    util::shm_mutex_unlock(&hdr_->flush_mu);
+    hdr_->flush_mu.unlock();
     hdr_->sync_seq.fetch_add(1, std::memory_order_release);
-    futex_wake(&hdr_->sync_seq, INT32_MAX);
+    util::futex_wake(&hdr_->sync_seq);
     if (!st.ok() || done) return st;
     if (std::chrono::steady_clock::now() - start > std::chrono::seconds(10)) {
       return Error(Code::kTimeout, fmt::format("commit at {} is not durable yet: an earlier "
@@ -335,7 +318,7 @@ Status LogManager::after_commit(uint64_t ts, Durability mode) {
       if (!has_flusher_) return flush(ts);
       if (hdr_->flush_request.load(std::memory_order_seq_cst) == 0 &&
           hdr_->flush_request.exchange(1, std::memory_order_seq_cst) == 0) {
-        futex_wake(&hdr_->flush_request, 1);
+        util::futex_wake(&hdr_->flush_request, 1);
       }
       return {};
     case Durability::kNone:
@@ -348,7 +331,7 @@ void LogManager::flusher_loop() {
   const auto window = store_->options().group_window;
   started_.fetch_add(1, std::memory_order_release);
   while (!stop_flag_.load()) {
-    futex_wait(&hdr_->flush_request, 0, 100'000'000);
+    util::futex_wait(&hdr_->flush_request, 0, 100'000'000);
     if (stop_flag_.load()) break;
     if (hdr_->flush_request.load(std::memory_order_seq_cst) == 0) continue;
     util::MutexLock awake(pause_mu_);
@@ -372,14 +355,14 @@ void LogManager::request_checkpoint(uint64_t ts) {
   if (since < std::max(every, hdr_->checkpoint_bytes.load(std::memory_order_relaxed))) return;
   if (hdr_->ckpt_request.load(std::memory_order_relaxed) == 0 &&
       hdr_->ckpt_request.exchange(1) == 0) {
-    futex_wake(&hdr_->ckpt_request, 1);
+    util::futex_wake(&hdr_->ckpt_request, 1);
   }
 }
 
 void LogManager::checkpointer_loop() {
   started_.fetch_add(1, std::memory_order_release);
   while (!stop_flag_.load()) {
-    futex_wait(&hdr_->ckpt_request, 0, 200'000'000);
+    util::futex_wait(&hdr_->ckpt_request, 0, 200'000'000);
     if (stop_flag_.load()) break;
     if (hdr_->ckpt_request.load() == 0) continue;
     util::MutexLock awake(pause_mu_);

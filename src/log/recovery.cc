@@ -25,7 +25,7 @@
 
 #include "log/checkpoint.h"
 #include "log/log.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "util/shm_mutex.h"
 
 namespace stoa::internal {
@@ -170,13 +170,7 @@ Status LogManager::rebuild(SessionCore& s, RecoveryReport* rep) {
 void LogManager::verify(uint64_t* records, uint64_t* ckpt_keys,
                         std::vector<std::string>* problems) {
   // No checkpoint may remove what we read meanwhile.
-  if (util::shm_mutex_lock(&hdr_->ckpt_mu) == util::LockResult::kOwnerDied) {
-    util::shm_mutex_consistent(&hdr_->ckpt_mu);
-  }
-  struct Unlock {
-    region::ShmMutex* m;
-    ~Unlock() { util::shm_mutex_unlock(m); }
-  } unlock{&hdr_->ckpt_mu};
+  util::ShmLock ckpt(hdr_->ckpt_mu);  // a dead checkpointer left only a .tmp file
   const uint64_t ckpt_ts = hdr_->checkpoint_ts.load(std::memory_order_acquire);
   auto ck = newest_checkpoint(env_, files_.dir());
   if (!ck.ok()) {

@@ -41,7 +41,6 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
-#include "util/shm_mutex.h"
 
 namespace stoa::region {
 
@@ -393,13 +392,12 @@ void Heap::flush_cache(Owner& o) {
 // Central lists
 
 void Heap::lock_class(uint32_t cls) {
-  if (util::shm_mutex_lock(&meta()->classes[cls].lock) == util::LockResult::kOwnerDied) {
+  meta()->classes[cls].lock.lock([&] {
     if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
     repair_class(cls);
-    util::shm_mutex_consistent(&meta()->classes[cls].lock);
-  }
+  });
 }
-void Heap::unlock_class(uint32_t cls) { util::shm_mutex_unlock(&meta()->classes[cls].lock); }
+void Heap::unlock_class(uint32_t cls) { meta()->classes[cls].lock.unlock(); }
 
 void Heap::repair_class(uint32_t cls) {
   ClassMeta& cm = meta()->classes[cls];
@@ -437,14 +435,13 @@ bool Heap::run_at(Offset run, RunInfo* r) const {
 }
 
 void Heap::lock_pages() {
-  if (util::shm_mutex_lock(&meta()->page_lock) == util::LockResult::kOwnerDied) {
+  meta()->page_lock.lock([&] {
     if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
     repair_pages();
-    util::shm_mutex_consistent(&meta()->page_lock);
-  }
+  });
   (void)region_->ensure(0, region_->file_size());  // bins may name runs another process grew
 }
-void Heap::unlock_pages() { util::shm_mutex_unlock(&meta()->page_lock); }
+void Heap::unlock_pages() { meta()->page_lock.unlock(); }
 
 void Heap::write_free_run(Offset run, uint64_t npages) {
   RunHeader* h = run_hdr(run);
@@ -699,8 +696,8 @@ Status Heap::recover(Owner& to, uint32_t dead_slot, uint32_t dead_gen,
 
 void Heap::init_locks() {
   HeapMeta* m = meta();
-  util::shm_mutex_init(&m->page_lock);
-  for (auto& c : m->classes) util::shm_mutex_init(&c.lock);
+  m->page_lock.init();
+  for (auto& c : m->classes) c.lock.init();
 }
 
 void Heap::reset_locks() {

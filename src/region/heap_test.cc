@@ -8,7 +8,7 @@
 #include <set>
 
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 namespace stoa {
 namespace {

@@ -25,7 +25,11 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "util/shm_mutex.h"
+
 namespace stoa::region {
+
+using util::ShmMutex;  // robust, process-shared; the holder of a dead one repairs
 
 using Offset = uint64_t;  // byte offset in the data file; 0 means "none"
 
@@ -96,14 +100,6 @@ struct BlockHeader {
 };
 static_assert(sizeof(BlockHeader) == kBlockHeaderSize);
 static_assert(std::is_standard_layout_v<BlockHeader>);
-
-// ---------------------------------------------------------------------------
-// A process-shared robust mutex. The kernel marks it owner-died when its
-// holder dies; the next locker repairs the structure it guards (heap.cc).
-struct ShmMutex {
-  pthread_mutex_t m;
-};
-static_assert(sizeof(ShmMutex) == 40, "glibc x86-64 pthread_mutex_t");
 
 // Per-session allocator cache, one list per size class. Lives in the
 // session's slot of the lock file; written by the owning session only (a

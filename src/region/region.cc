@@ -30,7 +30,6 @@
 #include "region/heap.h"
 #include "util/clock.h"
 #include "util/hash.h"
-#include "util/shm_mutex.h"
 
 namespace stoa::region {
 
@@ -114,8 +113,8 @@ Status Region::create(Env* env, const std::string& path, const CreateParams& p) 
   m->magic = kHeapMetaMagic;
   m->clean = 1;
   m->file_size.store(size, std::memory_order_relaxed);
-  util::shm_mutex_init(&m->page_lock);
-  for (auto& c : m->classes) util::shm_mutex_init(&c.lock);
+  m->page_lock.init();
+  for (auto& c : m->classes) c.lock.init();
   // The heap starts as one free run, in bin 64 or its exact bin.
   const uint64_t npages = (size - kHeapStart) / kPageSize;
   m->free_pages = npages;

@@ -4,7 +4,7 @@
 // manager (cycle/cycle.cc) and records what happened.
 #include "session/session_core.h"
 
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "util/clock.h"
 
 namespace stoa::internal {

@@ -35,8 +35,6 @@
 // timestamp until the last version is linked.
 #include "txn/txn.h"
 
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -46,8 +44,11 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
+#include "txn/cursor.h"
 #include "util/clock.h"
+#include "util/futex.h"
+#include "util/scope_exit.h"
 
 namespace stoa::internal {
 
@@ -438,10 +439,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   // committer that installs after the check sees the announcement and
   // bumps the word (TxnManager::notify_commit), so the wait cannot miss it.
   h->waiters.fetch_add(1, std::memory_order_seq_cst);
-  struct Leave {
-    index::IndexHeader* h;
-    ~Leave() { h->waiters.fetch_sub(1, std::memory_order_seq_cst); }
-  } leave{h};
+  auto leave = util::scope_exit([&] { h->waiters.fetch_sub(1, std::memory_order_seq_cst); });
   for (;;) {
     uint32_t f = h->commit_futex.load(std::memory_order_seq_cst);
     bool moved = false;
@@ -468,125 +466,9 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
     uint64_t now = util::mono_ns();
     if (now >= deadline) return Error(Code::kTimeout, "retry: nothing it read changed in time");
     uint64_t left = deadline - now;
-    timespec ts{time_t(left / 1000000000), long(left % 1000000000)};
-    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAIT, f, &ts, nullptr,
-              0);
+    util::futex_wait(&h->commit_futex, f, left);
   }
 }
-
-// ---------------------------------------------------------------------------
-// Cursors: the index merged with the transaction's own writes.
-
-class CursorImpl {
- public:
-  CursorImpl(TxnImpl* t, std::string from, std::string to, bool reverse)
-      : t_(t), it_(&t->tree()), from_(std::move(from)), to_(std::move(to)), reverse_(reverse) {
-    const auto& w = t_->writes();
-    if (!reverse_) {
-      it_.seek(from_, false);
-      wit_ = w.lower_bound(from_);
-    } else {
-      it_.seek(to_, true);  // last record <= to (to itself excluded below)
-      rwit_ = to_.empty() ? w.rbegin() : std::make_reverse_iterator(w.lower_bound(to_));
-    }
-    settle();
-  }
-
-  bool valid() const { return valid_; }
-  // kCorrupt once the index walk met damage (the cursor is then invalid).
-  const Status& status() const { return status_; }
-  std::string_view key() const { return key_; }
-  View value() const { return value_; }
-  void next() {
-    if (!valid_) return;
-    if (from_index_)
-      it_.next();
-    else if (!reverse_)
-      ++wit_;
-    else
-      ++rwit_;
-    settle();
-  }
-
- private:
-  bool in_range(std::string_view k) const {
-    if (k < from_) return false;
-    return to_.empty() || k < to_;
-  }
-  // Moves the index iterator to its next usable record (visible, in range,
-  // not shadowed by the write set); false when it has none left.
-  bool index_candidate(std::string_view* k, uint64_t* v) {
-    index::Btree& tree = t_->tree();
-    for (; it_.valid(); it_.next()) {
-      std::string_view key = tree.key_of(it_.record());
-      if (!reverse_ && !to_.empty() && key >= to_) return false;
-      if (reverse_ && key < from_) return false;
-      if (!in_range(key)) continue;
-      if (!t_->writes().empty() && t_->writes().count(key)) continue;
-      uint64_t ver = t_->visible(it_.record());
-      if (it_.damaged() || ver == index::Btree::kDamaged) {
-        *v = index::Btree::kDamaged;
-        return false;
-      }
-      if (ver == 0) continue;
-      *k = key;
-      *v = ver;
-      return true;
-    }
-    return false;
-  }
-  bool write_candidate(std::string_view* k, uint64_t* v) {
-    const auto& w = t_->writes();
-    if (!reverse_) {
-      for (; wit_ != w.end(); ++wit_) {
-        if (!to_.empty() && wit_->first >= to_) return false;
-        if (t_->is_tombstone(wit_->second)) continue;
-        *k = wit_->first;
-        *v = wit_->second;
-        return true;
-      }
-    } else {
-      for (; rwit_ != w.rend(); ++rwit_) {
-        if (rwit_->first < from_) return false;
-        if (!to_.empty() && rwit_->first >= to_) continue;
-        if (t_->is_tombstone(rwit_->second)) continue;
-        *k = rwit_->first;
-        *v = rwit_->second;
-        return true;
-      }
-    }
-    return false;
-  }
-  void settle() {
-    std::string_view ik, wk;
-    uint64_t iv = 0, wv = 0;
-    bool hi = index_candidate(&ik, &iv);
-    if (it_.damaged() || iv == index::Btree::kDamaged) {
-      valid_ = false;
-      if (status_.ok()) status_ = t_->damaged_index();
-      return;
-    }
-    bool hw = write_candidate(&wk, &wv);
-    valid_ = hi || hw;
-    if (!valid_) return;
-    bool take_index = hi && (!hw || (reverse_ ? ik > wk : ik < wk));
-    from_index_ = take_index;
-    key_ = take_index ? ik : wk;
-    value_ = t_->value_of(take_index ? iv : wv);
-  }
-
-  TxnImpl* t_;
-  index::Btree::Iter it_;
-  std::map<std::string, uint64_t, std::less<>>::const_iterator wit_;
-  std::map<std::string, uint64_t, std::less<>>::const_reverse_iterator rwit_;
-  std::string from_, to_;
-  bool reverse_;
-  bool valid_ = false;
-  bool from_index_ = false;
-  std::string_view key_;
-  View value_;
-  Status status_;
-};
 
 Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool reverse) {
   STOA_TRY(usable());
@@ -602,113 +484,3 @@ Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool re
 }
 
 }  // namespace stoa::internal
-
-// ---------------------------------------------------------------------------
-// Public wrappers.
-
-namespace stoa {
-
-using internal::CursorImpl;
-using internal::TxnImpl;
-
-Cursor::Cursor() = default;
-Cursor::~Cursor() = default;
-Cursor::Cursor(Cursor&&) noexcept = default;
-Cursor& Cursor::operator=(Cursor&&) noexcept = default;
-Cursor::Cursor(std::unique_ptr<CursorImpl> impl) : impl_(std::move(impl)) {}
-bool Cursor::valid() const { return impl_ && impl_->valid(); }
-std::string_view Cursor::key() const { return impl_->key(); }
-View Cursor::value() const { return impl_->value(); }
-Status Cursor::next() {
-  if (!impl_) return Error(Code::kClosed, "empty cursor");
-  impl_->next();
-  return impl_->status();
-}
-
-Txn::Txn() = default;
-Txn::~Txn() = default;
-Txn::Txn(Txn&&) noexcept = default;
-Txn& Txn::operator=(Txn&&) noexcept = default;
-Txn::Txn(std::unique_ptr<TxnImpl> impl) : impl_(std::move(impl)) {}
-
-static Error no_txn() { return Error(Code::kClosed, "no transaction"); }
-
-Result<View> Txn::get(std::string_view key) {
-  if (!impl_) return no_txn();
-  return impl_->get(key);
-}
-Status Txn::put(std::string_view key, std::string_view value) {
-  if (!impl_) return no_txn();
-  return impl_->put(key, value, false);
-}
-Status Txn::del(std::string_view key) {
-  if (!impl_) return no_txn();
-  return impl_->put(key, {}, true);
-}
-Result<Cursor> Txn::scan(std::string_view from, std::string_view to, bool reverse) {
-  if (!impl_) return no_txn();
-  return impl_->scan(from, to, reverse);
-}
-Result<Cursor> Txn::prefix(std::string_view p, bool reverse) {
-  if (!impl_) return no_txn();
-  return impl_->scan(p, internal::prefix_end(p), reverse);
-}
-uint32_t Txn::savepoint() { return impl_ ? impl_->savepoint() : 0; }
-Status Txn::rollback_to(uint32_t sp) {
-  if (!impl_) return no_txn();
-  return impl_->rollback_to(sp);
-}
-Result<uint64_t> Txn::commit() {
-  if (!impl_) return no_txn();
-  return impl_->commit();
-}
-void Txn::abort() {
-  if (impl_) impl_->abort();
-}
-Error Txn::retry(std::chrono::milliseconds timeout) {
-  if (!impl_) return no_txn();
-  return impl_->retry(timeout);
-}
-uint64_t Txn::snapshot() const { return impl_ ? impl_->snapshot() : 0; }
-bool Txn::active() const { return impl_ && impl_->active(); }
-
-Result<Txn> Session::begin(const TxnOptions& options) {
-  if (core_ == nullptr) return Error(Code::kClosed, "session is closed");
-  auto impl = std::make_unique<TxnImpl>(core_, options);
-  STOA_TRY(impl->start());
-  return Txn(std::move(impl));
-}
-
-Result<uint64_t> Session::transact(const std::function<Status(Txn&)>& fn,
-                                   const TransactOptions& options) {
-  uint64_t rng = 0;  // seeded at the first conflict: most calls never need it
-  for (uint32_t attempt = 0; attempt < options.max_attempts; attempt++) {
-    STOA_ASSIGN(Txn t, begin(options.txn));
-    Status st = fn(t);
-    Code code;
-    if (st.ok()) {
-      auto r = t.commit();
-      if (r.ok()) return r;
-      code = r.code();
-      if (code != Code::kConflict) return std::move(r).error();
-    } else {
-      code = st.code();
-      bool waited = t.impl_->retried();
-      t.abort();
-      if (code != Code::kConflict) return std::move(st).error();
-      if (waited) continue;  // retry() already slept until something changed
-    }
-    uint64_t cap =
-        std::min<uint64_t>(uint64_t(options.backoff_cap.count()),
-                           uint64_t(options.backoff_base.count()) << std::min(attempt, 20u));
-    if (rng == 0) rng = util::mono_ns() ^ (uint64_t(slot()) << 48) ^ uint64_t(::getpid());
-    rng ^= rng << 13;  // xorshift64
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    if (cap > 0) std::this_thread::sleep_for(std::chrono::microseconds(rng % cap));
-  }
-  return Error(Code::kConflict, fmt::format("transaction still conflicting after {} attempts",
-                                            options.max_attempts));
-}
-
-}  // namespace stoa

@@ -35,8 +35,10 @@
 
 #include <fmt/format.h>
 
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "util/clock.h"
+#include "util/futex.h"
+#include "util/scope_exit.h"
 
 namespace stoa::internal {
 
@@ -307,10 +309,7 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
     keys.push_back(op.key);
   }
   s.pin();
-  struct Unpin {
-    SessionCore& s;
-    ~Unpin() { s.unpin(); }
-  } unpin{s};
+  auto unpin = util::scope_exit([&] { s.unpin(); });
   std::vector<uint64_t> recs;
   STOA_TRY(tree_.find_or_insert_batch(s, keys, &recs));
   region::Region& r = store_->region();
@@ -341,8 +340,7 @@ void TxnManager::notify_commit() {
   index::IndexHeader* h = header();
   if (h->waiters.load(std::memory_order_seq_cst) == 0) return;
   h->commit_futex.fetch_add(1, std::memory_order_seq_cst);
-  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&h->commit_futex), FUTEX_WAKE, INT32_MAX,
-            nullptr, nullptr, 0);
+  util::futex_wake(&h->commit_futex);
 }
 
 }  // namespace stoa::internal

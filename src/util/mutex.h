@@ -26,6 +26,7 @@
 #define EXCLUDES(...) STOA_TSA(locks_excluded(__VA_ARGS__))
 #define ACQUIRE(...) STOA_TSA(acquire_capability(__VA_ARGS__))
 #define RELEASE(...) STOA_TSA(release_capability(__VA_ARGS__))
+#define TRY_ACQUIRE(...) STOA_TSA(try_acquire_capability(__VA_ARGS__))
 #define RETURN_CAPABILITY(x) STOA_TSA(lock_returned(x))
 #define NO_THREAD_SAFETY_ANALYSIS STOA_TSA(no_thread_safety_analysis)
 

@@ -7,20 +7,20 @@
 
 namespace stoa::util {
 
-void shm_mutex_init(region::ShmMutex* m) {
-  std::memset(m, 0, sizeof(*m));
+void ShmMutex::init() {
+  std::memset(static_cast<void*>(this), 0, sizeof(*this));
   pthread_mutexattr_t attr;
   pthread_mutexattr_init(&attr);
   pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&m->m, &attr);
+  pthread_mutex_init(&m_, &attr);
   pthread_mutexattr_destroy(&attr);
 }
 
-LockResult shm_mutex_lock(region::ShmMutex* m) {
-  int rc = pthread_mutex_lock(&m->m);
-  if (rc == 0) return LockResult::kAcquired;
-  if (rc == EOWNERDEAD) return LockResult::kOwnerDied;
+bool ShmMutex::lock_raw() NO_THREAD_SAFETY_ANALYSIS {
+  int rc = pthread_mutex_lock(&m_);
+  if (rc == 0) return false;
+  if (rc == EOWNERDEAD) return true;
   // ENOTRECOVERABLE: a repairer died before marking it consistent; EINVAL:
   // the mutex bytes are damaged. Neither can be handled without risking two
   // holders, so stop here loudly.
@@ -28,17 +28,17 @@ LockResult shm_mutex_lock(region::ShmMutex* m) {
   std::abort();
 }
 
-void shm_mutex_consistent(region::ShmMutex* m) { pthread_mutex_consistent(&m->m); }
+void ShmMutex::mark_consistent() { pthread_mutex_consistent(&m_); }
 
-bool shm_mutex_try_lock(region::ShmMutex* m) {
-  int rc = pthread_mutex_trylock(&m->m);
+bool ShmMutex::try_lock() NO_THREAD_SAFETY_ANALYSIS {
+  int rc = pthread_mutex_trylock(&m_);
   if (rc == EOWNERDEAD) {
-    pthread_mutex_consistent(&m->m);
+    pthread_mutex_consistent(&m_);
     return true;
   }
   return rc == 0;
 }
 
-void shm_mutex_unlock(region::ShmMutex* m) { pthread_mutex_unlock(&m->m); }
+void ShmMutex::unlock() NO_THREAD_SAFETY_ANALYSIS { pthread_mutex_unlock(&m_); }
 
 }  // namespace stoa::util

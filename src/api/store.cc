@@ -1,7 +1,7 @@
 // store.cc — the public Store and Session: thin wrappers over StoreImpl.
 #include "stoa/store.h"
 
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 namespace stoa {
 

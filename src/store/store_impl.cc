@@ -35,7 +35,7 @@
 // Last close: under the open lock, upgrade the attach lock. If that works,
 // no one else is attached: drain every parked purgatory completely (no
 // reader exists), free the slots, and mark the heap clean.
-#include "store_impl.h"
+#include "store/store_impl.h"
 
 #include <pthread.h>
 #include <sys/stat.h>

@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "util/clock.h"
 
 namespace stoa::internal {

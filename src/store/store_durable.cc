@@ -26,9 +26,10 @@
 #include <fmt/format.h>
 
 #include "log/checkpoint.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "util/clock.h"
 #include "util/hash.h"
+#include "util/scope_exit.h"
 
 namespace stoa::internal {
 
@@ -142,11 +143,7 @@ Status StoreImpl::check_data_file(const std::string& data, bool* created) {
 
 Status StoreImpl::check_sum(const std::string& sum) {
   STOA_ASSIGN(int fd, env_->open(sum, O_RDONLY, 0));
-  struct Closer {
-    Env* env;
-    int fd;
-    ~Closer() { env->close(fd); }
-  } closer{env_, fd};
+  auto closer = util::scope_exit([&] { env_->close(fd); });
   STOA_ASSIGN(uint64_t bytes, env_->file_size(fd, sum));
   log::SumHeader h{};
   if (bytes < sizeof(h)) return Error(Code::kCorrupt, fmt::format("{}: truncated", sum));
