@@ -50,7 +50,7 @@
 
 #include "cli.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "util/clock.h"
 
 namespace stoa::cli {

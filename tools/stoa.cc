@@ -65,7 +65,7 @@
 #include "log/checkpoint.h"
 #include "stoa/options.h"
 #include "stoa/store.h"
-#include "store_impl.h"
+#include "store/store_impl.h"
 #include "util/clock.h"
 
 namespace stoa::cli {
