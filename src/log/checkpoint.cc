@@ -180,7 +180,8 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   return out;
 }
 
-Result<CheckpointInfo> LogManager::checkpoint(SessionCore& s, bool wait) {
+// The lock is taken on one of two paths (wait or try); the scope_exit releases it.
+Result<CheckpointInfo> LogManager::checkpoint(SessionCore& s, bool wait) NO_THREAD_SAFETY_ANALYSIS {
   // A dead checkpointer needs no repair here: its temporary file is
   // removed below.
   if (wait) {

@@ -219,8 +219,7 @@ Status LogManager::write_padding(uint64_t lsn, uint64_t len) {
 Status LogManager::settle_locked(uint64_t* log_start, uint64_t* log_len, bool committed,
                                  const std::vector<log::Op>* ops) {
   {
-    util::ShmLock g(hdr_->reserve_mu,
-                    [&]() NO_THREAD_SAFETY_ANALYSIS { repair_reserve_locked(); });
+    util::ShmLock g(hdr_->reserve_mu, [&]() NO_THREAD_SAFETY_ANALYSIS { repair_reserve_locked(); });
     const uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
     if (*log_len != 0 && *log_start + *log_len > tail) *log_len = 0;  // never reserved
   }

@@ -391,13 +391,15 @@ void Heap::flush_cache(Owner& o) {
 // ---------------------------------------------------------------------------
 // Central lists
 
-void Heap::lock_class(uint32_t cls) {
+void Heap::lock_class(uint32_t cls) NO_THREAD_SAFETY_ANALYSIS {
   meta()->classes[cls].lock.lock([&] {
     if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
     repair_class(cls);
   });
 }
-void Heap::unlock_class(uint32_t cls) { meta()->classes[cls].lock.unlock(); }
+void Heap::unlock_class(uint32_t cls) NO_THREAD_SAFETY_ANALYSIS {
+  meta()->classes[cls].lock.unlock();
+}
 
 void Heap::repair_class(uint32_t cls) {
   ClassMeta& cm = meta()->classes[cls];
@@ -434,14 +436,14 @@ bool Heap::run_at(Offset run, RunInfo* r) const {
   return decode_run(seed_, run, w, r);
 }
 
-void Heap::lock_pages() {
+void Heap::lock_pages() NO_THREAD_SAFETY_ANALYSIS {
   meta()->page_lock.lock([&] {
     if (repairs_ != nullptr) repairs_->fetch_add(1, std::memory_order_relaxed);
     repair_pages();
   });
   (void)region_->ensure(0, region_->file_size());  // bins may name runs another process grew
 }
-void Heap::unlock_pages() { meta()->page_lock.unlock(); }
+void Heap::unlock_pages() NO_THREAD_SAFETY_ANALYSIS { meta()->page_lock.unlock(); }
 
 void Heap::write_free_run(Offset run, uint64_t npages) {
   RunHeader* h = run_hdr(run);

@@ -17,7 +17,6 @@
 
 namespace stoa::internal {
 
-
 class CursorImpl {
  public:
   CursorImpl(TxnImpl* t, std::string from, std::string to, bool reverse)
