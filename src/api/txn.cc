@@ -10,7 +10,6 @@
 
 #include "stoa/store.h"
 #include "stoa/txn.h"
-#include "store/store_impl.h"
 #include "txn/cursor.h"
 #include "util/clock.h"
 
