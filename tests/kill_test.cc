@@ -510,18 +510,7 @@ TEST(Kill, RandomKillsOnAllocatorLockPaths) {
 // interval, default 20 ms"), and its pin stops holding the cycle back. The
 // parent only observes (stats() probes, never reclaims); nobody calls
 // reap_dead_sessions().
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
-
+//
 // Docs: within tens of ms, the watchdog interval (20 ms). Asserted: p50 <=
 // 40 ms (interval 20 ms + the survivor's claim and reclaim + a scheduler
 // tick or two on a loaded 2-core VM, ASan included), each kill <= 250 ms

@@ -10,6 +10,7 @@
 //    control words between parent and children (lock-free atomics only).
 //  - CHILD_CHECK: in a child, prints the failure (with the seed the test
 //    printed) and _exit()s with status 1.
+//  - kSanitized: whether this is a sanitizer build (latency bounds widen).
 //  - stress_scale(): STOA_STRESS_SCALE (default 1) multiplies iteration
 //    counts and durations for longer release runs.
 //  - test_seed(): STOA_TEST_SEED, or a fresh random seed; prints
@@ -57,6 +58,21 @@ namespace stoa::test {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// True in an ASan or TSan build, whose instrumented loads and stores make
+// latency claims slower by a stated factor (each test says which bound it
+// relaxes and by how much; counts and outcomes are never relaxed).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
 
 inline double stress_scale() {
   const char* s = std::getenv("STOA_STRESS_SCALE");

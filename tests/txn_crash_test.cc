@@ -65,9 +65,11 @@ constexpr int kWorkers = 2;
 // Each probe: at most 250 ms (it may wait out the 20 ms live-holder bound
 // several times while the respawned worker keeps taking the group's locks;
 // measured max 28 ms alone, 111 ms while ctest runs two suites at once on
-// the 2-core VM). The median: at most kProbeP50Ms.
+// the 2-core VM). The median: at most kProbeP50Ms, 10 ms in Release (about
+// 5 ms measured alone); 40 ms in a sanitizer build (17 ms measured under ASan
+// on the 2-core CI machine while PowerLoss and a fuzz smoke ran beside it).
 constexpr double kProbeBoundMs = 250;
-constexpr double kProbeP50Ms = 10;
+constexpr double kProbeP50Ms = kSanitized ? 40 : 10;
 
 std::string gkey(int i) { return fmt::format("g/{}", i); }
 
