@@ -328,9 +328,19 @@ LoopResult kill_loop(Children& kids, std::vector<pid_t>& pids, std::vector<int>&
     } else {
       // Mostly a worker that is already at work (has its session), so most
       // kills land mid-operation; sometimes any, which also hits opens,
-      // claims and recoveries of dead slots.
+      // claims and recoveries of dead slots. On a loaded machine every worker
+      // may still be starting: wait (up to 500 ms) for one to claim its slot
+      // rather than let the kill land before any work.
       int w = int(rng() % kWorkers);
       if (rng() % 4 != 0) {
+        (void)wait_until(
+            [&] {
+              for (int i = 0; i < kWorkers; i++) {
+                if (ctl->spawns[spawn_of[i]].claimed.load() != 0) return true;
+              }
+              return false;
+            },
+            milliseconds(500), std::chrono::microseconds(200));
         for (int i = 0; i < kWorkers; i++) {
           int cand = (w + i) % kWorkers;
           if (ctl->spawns[spawn_of[cand]].claimed.load() != 0) {

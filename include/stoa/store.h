@@ -44,12 +44,14 @@ struct SessionInfo {
   // "live"; "parked" (closed, its retired memory not yet freeable);
   // "dead" (its process is gone, not yet reclaimed); "recovering".
   std::string state;
-  uint64_t pinned_cycle = 0;     // 0 when not pinned
-  double pin_age_seconds = 0;    // upper bound on how long it has been pinned
-  bool stalled = false;          // pinned longer than Options::stall_threshold
-  uint64_t purgatory_bytes = 0;  // retired by this session, not yet freed
-  uint64_t allocated_bytes = 0;  // allocated by this session minus freed
-  uint64_t snapshot = 0;         // snapshot of its running transaction, 0 when none
+  uint64_t pinned_cycle = 0;       // 0 when not pinned
+  double pin_age_seconds = 0;      // upper bound on how long it has been pinned
+  bool stalled = false;            // pinned longer than Options::stall_threshold
+  uint64_t purgatory_bytes = 0;    // retired by this session, not yet freed
+  uint64_t purgatory_objects = 0;  // blocks among them
+  uint64_t allocated_bytes = 0;    // allocated by this session minus freed
+  bool has_snapshot = false;       // a transaction of it holds a snapshot
+  uint64_t snapshot = 0;           // that snapshot's timestamp, 0 when none
 };
 
 // What recovery did, in any process, since the lock file was made: each

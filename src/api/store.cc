@@ -43,7 +43,7 @@ Status Session::close() {
   if (core_ == nullptr) return Error(Code::kClosed, "session is closed");
   internal::SessionCore* c = core_;
   core_ = nullptr;
-  return c->store()->close_session(c);
+  return c->host()->close_session(c);
 }
 
 }  // namespace stoa

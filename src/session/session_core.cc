@@ -4,7 +4,8 @@
 // manager (cycle/cycle.cc) and records what happened.
 #include "session/session_core.h"
 
-#include "store/store_impl.h"
+#include "region/region.h"
+#include "session/session_table.h"
 #include "util/clock.h"
 
 namespace stoa::internal {
@@ -47,10 +48,10 @@ const char* record_kind_name(RecordKind kind) {
   return "unknown";
 }
 
-SessionCore::SessionCore(StoreImpl* store, uint32_t slot, uint32_t generation)
-    : store_(store),
-      cycles_(&store->cycles()),
-      slot_ptr_(store->table().slot(slot)),
+SessionCore::SessionCore(const SessionDeps& deps, uint32_t slot, uint32_t generation)
+    : deps_(deps),
+      cycles_(deps.cycles),
+      slot_ptr_(deps.table->slot(slot)),
       slot_(slot),
       generation_(generation) {}
 
@@ -59,7 +60,7 @@ SessionCore::~SessionCore() = default;
 void SessionCore::record(RecordKind kind, Code result, uint64_t arg, uint64_t arg2) {
   session::SessionSlot* s = slot_ptr_;
   uint64_t i = s->recorder_next.load(std::memory_order_relaxed);
-  session::RecorderEntry& e = store_->table().ring(slot_)->entries[i % session::kRecorderEntries];
+  session::RecorderEntry& e = deps_.table->ring(slot_)->entries[i % session::kRecorderEntries];
   e.time_ns = util::coarse_real_ns();
   e.kind = uint16_t(kind);
   e.result = uint16_t(result);
@@ -72,7 +73,7 @@ void SessionCore::record(RecordKind kind, Code result, uint64_t arg, uint64_t ar
 Result<Offset> SessionCore::alloc(size_t size) {
   if (closed_) return closed_error();
   region::Owner o = owner();
-  auto r = store_->heap().alloc(o, size);
+  auto r = deps_.heap->alloc(o, size);
   record(RecordKind::kAlloc, r.code(), r.ok() ? *r : 0, size);
   return r;
 }
@@ -80,7 +81,7 @@ Result<Offset> SessionCore::alloc(size_t size) {
 Status SessionCore::publish(Offset body) {
   if (closed_) return closed_error();
   region::Owner o = owner();
-  Status st = store_->heap().publish(o, body);
+  Status st = deps_.heap->publish(o, body);
   record(RecordKind::kPublish, st.code(), body);
   return st;
 }
@@ -88,7 +89,7 @@ Status SessionCore::publish(Offset body) {
 Status SessionCore::free(Offset body) {
   if (closed_) return closed_error();
   region::Owner o = owner();
-  Status st = store_->heap().free(o, body);
+  Status st = deps_.heap->free(o, body);
   record(RecordKind::kFree, st.code(), body);
   return st;
 }
@@ -96,10 +97,10 @@ Status SessionCore::free(Offset body) {
 Status SessionCore::retire(Offset body) {
   if (closed_) return closed_error();
   region::Owner o = owner();
-  auto bytes = store_->heap().mark_retired(o, body);
+  auto bytes = deps_.heap->mark_retired(o, body);
   record(RecordKind::kRetire, bytes.code(), body);
   if (!bytes.ok()) return std::move(bytes).error();
-  store_->cycles().retire(slot_ptr_->purgatory, store_->heap(), o, body, *bytes);
+  deps_.cycles->retire(slot_ptr_->purgatory, *deps_.heap, o, body, *bytes);
   if (++ops_since_collect_ >= kCollectEvery ||
       slot_ptr_->purgatory.bytes.load(std::memory_order_relaxed) >= kCollectBytes) {
     ops_since_collect_ = 0;
@@ -110,32 +111,32 @@ Status SessionCore::retire(Offset body) {
 
 Result<size_t> SessionCore::usable_size(Offset body) const {
   if (closed_) return closed_error();
-  return store_->heap().usable_size(body);
+  return deps_.heap->usable_size(body);
 }
 
 Result<const char*> SessionCore::read(Offset body, size_t len) {
   if (closed_) return closed_error();
-  STOA_TRY(store_->region().ensure(body, len));
-  return store_->region().ro(body);
+  STOA_TRY(deps_.region->ensure(body, len));
+  return deps_.region->ro(body);
 }
 
-const char* SessionCore::view(Offset off) const { return store_->region().ro(off); }
-char* SessionCore::write_ptr(Offset off) const { return store_->region().rw(off); }
+const char* SessionCore::view(Offset off) const { return deps_.region->ro(off); }
+char* SessionCore::write_ptr(Offset off) const { return deps_.region->rw(off); }
 
 Result<uint64_t> SessionCore::collect(bool automatic) {
   if (closed_) return closed_error();
-  cycle::CycleManager& cm = store_->cycles();
+  cycle::CycleManager& cm = *deps_.cycles;
   // Advance only as far as this purgatory needs (its oldest bag becomes
   // freeable two cycles after it was filled); the manager rate-limits the
   // barrier it costs. Dead blockers are reclaimed on the way.
   for (int i = 0; i < 2 && cm.needs_advance(slot_ptr_->purgatory); i++) {
     auto a = cm.try_advance(automatic);
-    if (!a.blockers.empty()) store_->reap_slots(a.blockers);
+    if (!a.blockers.empty()) deps_.host->reap_slots(a.blockers);
     if (!a.advanced) break;
     record(RecordKind::kAdvance, Code::kOk, a.cycle);
   }
   region::Owner o = owner();
-  uint64_t freed = cm.drain(slot_ptr_->purgatory, store_->heap(), o);
+  uint64_t freed = cm.drain(slot_ptr_->purgatory, *deps_.heap, o);
   if (freed > 0) record(RecordKind::kReclaim, Code::kOk, freed);
   return freed;
 }

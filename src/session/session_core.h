@@ -28,10 +28,38 @@
 #include "session/layout.h"
 #include "stoa/result.h"
 
+namespace stoa::session {
+class SessionTable;
+}  // namespace stoa::session
+
 namespace stoa::internal {
 
-class StoreImpl;
 using region::Offset;
+class SessionCore;
+
+// What only the open store can do for a session; implemented by the store
+// folder (StoreImpl). Thread safety: both methods are thread-safe.
+class SessionHost {
+ public:
+  // Probes the given slots (the blockers of a cycle advance) and reclaims
+  // the dead ones.
+  virtual void reap_slots(const std::vector<uint32_t>& slots) = 0;
+  // Session::close: returns the session's cache and slot (store_impl.cc).
+  virtual Status close_session(SessionCore* core) = 0;
+
+ protected:
+  ~SessionHost() = default;
+};
+
+// The layers a session works through, filled by the store folder; each
+// outlives every session of the store.
+struct SessionDeps {
+  region::Region* region;
+  region::Heap* heap;
+  session::SessionTable* table;
+  cycle::CycleManager* cycles;
+  SessionHost* host;
+};
 
 // What a flight-recorder entry records.
 enum class RecordKind : uint16_t {
@@ -53,15 +81,15 @@ const char* record_kind_name(RecordKind kind);
 
 class SessionCore {
  public:
-  // Closing happens through StoreImpl::close_session (Session::close).
-  SessionCore(StoreImpl* store, uint32_t slot, uint32_t generation);
+  // Closing happens through SessionHost::close_session (Session::close).
+  SessionCore(const SessionDeps& deps, uint32_t slot, uint32_t generation);
   ~SessionCore();
   SessionCore(const SessionCore&) = delete;
   SessionCore& operator=(const SessionCore&) = delete;
 
   uint32_t slot() const { return slot_; }
   uint32_t generation() const { return generation_; }
-  StoreImpl* store() const { return store_; }
+  SessionHost* host() const { return deps_.host; }
   bool closed() const { return closed_; }
 
   // --- allocation (region layer) -------------------------------------
@@ -128,7 +156,7 @@ class SessionCore {
 
  private:
   friend class StoreImpl;
-  StoreImpl* store_;
+  SessionDeps deps_;
   const cycle::CycleManager* cycles_;  // cached: pin() is the hot path
   session::SessionSlot* slot_ptr_;
   uint32_t slot_;

@@ -48,6 +48,7 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
+#include "store/lifecycle.h"
 #include "util/clock.h"
 
 namespace stoa::internal {
@@ -219,7 +220,7 @@ Status StoreImpl::open_protocol() {
       if (st == uint32_t(session::SlotState::kFree)) continue;
       uint32_t gen =
           st == uint32_t(session::SlotState::kRecovering) ? sl->recover_from : sl->generation;
-      txns_->recover(i, sl, gen);
+      recover_dead_slot(*this, DeadSlot{i, sl, gen, sl->generation});
     }
     // Untidy after a crash (heap not closed clean, or a session left in
     // its slot), or because the lock file was made anew.
@@ -240,12 +241,8 @@ Status StoreImpl::open_protocol() {
         if (sl->state.load(std::memory_order_relaxed) != uint32_t(session::SlotState::kFree)) {
           table_->header()->recoveries.fetch_add(1, std::memory_order_relaxed);
         }
-        sl->pin.cycle.store(0, std::memory_order_relaxed);
-        sl->cache = region::HeapCache{};
-        cycle::CycleManager::reset(sl->purgatory);
-        sl->allocated_bytes.store(0, std::memory_order_relaxed);
+        reset_slot(*this, sl);  // the rebuilt heap holds none of the slot's blocks
         sl->flags = 0;
-        txn::reset(sl->txn);
         sl->state.store(uint32_t(session::SlotState::kFree), std::memory_order_release);
       }
     }
@@ -331,41 +328,30 @@ Result<SessionCore*> StoreImpl::try_claim_locked(uint32_t i) {
     sl->recover_from = old_gen;
     sl->state.store(uint32_t(session::SlotState::kRecovering), std::memory_order_release);
   }
-  // The dead owner's commit first: roll it forward or back, publishing what
-  // it committed before the heap reclaim frees its private blocks.
+  // The dead owner's work first, layer by layer from the top (lifecycle.h):
+  // its commit is rolled forward or back, publishing what it committed
+  // before the heap reclaim frees its private blocks.
+  const DeadSlot d{i, sl, first_gen, old_gen};
   if (dead) {
     STOA_CRASH_POINT(kSessionReclaim);
-    txns_->recover(i, sl, first_gen);
+    recover_dead_slot(*this, d);
   }
-  txn::reset(sl->txn);
+  reset_slot(*this, sl);
   for (uint32_t hs = t.header()->high_slot.load(std::memory_order_relaxed);
        hs < i + 1 && !t.header()->high_slot.compare_exchange_weak(hs, i + 1);) {
   }
-  sl->pin.cycle.store(0, std::memory_order_release);
-  sl->cache = region::HeapCache{};
-  cycle::CycleManager::reset(sl->purgatory);
-  sl->allocated_bytes.store(0, std::memory_order_relaxed);
   sl->generation = (old_gen + 1) & region::kGenMask;
   if (sl->generation == first_gen) sl->generation = (sl->generation + 1) & region::kGenMask;
   sl->pid = ::getpid();
   sl->tid = uint64_t(::syscall(SYS_gettid));
   sl->started_ns = util::real_ns();
   sl->flags = 0;
-  auto core = std::make_unique<SessionCore>(this, i, sl->generation);
+  auto core = std::make_unique<SessionCore>(
+      SessionDeps{region_.get(), heap_.get(), table_.get(), cycles_.get(), this}, i,
+      sl->generation);
   if (dead) {
-    region::Owner o = core->owner();
-    auto to_purgatory = [&](region::Offset body, uint64_t bytes) {
-      cycles_->retire(sl->purgatory, *heap_, o, body, bytes);
-    };
     STOA_CRASH_POINT(kSessionReclaimHeap);
-    // A chain of recoverers that each died part-way left blocks under every
-    // generation from the original owner's (first_gen) to the last
-    // recoverer's (old_gen): each claim bumps the generation by one.
-    Status st;
-    for (uint32_t g = first_gen;; g = (g + 1) & region::kGenMask) {
-      st = heap_->recover(o, i, g, to_purgatory);
-      if (!st.ok() || g == old_gen) break;
-    }
+    Status st = adopt_dead_slot(*this, d, *core);
     table_->header()->recoveries.fetch_add(1, std::memory_order_relaxed);
     core->record(RecordKind::kRecover, st.code(), i, old_gen);
     if (!st.ok()) {

@@ -33,7 +33,7 @@ inline constexpr const char* kLockFileName = "stoa.lock";
 inline constexpr const char* kLogDirName = "log";
 inline constexpr const char* kSumFileName = "stoa.sum";
 
-class StoreImpl {
+class StoreImpl final : public SessionHost {
  public:
   // `force_rebuild`: a lone opener rebuilds the data file from checkpoint
   // and log even when it could trust it (Store::recover, Store::compact).
@@ -48,14 +48,14 @@ class StoreImpl {
   // can, and frees its slot; a session whose retired blocks are still
   // visible to some pin is parked until they are freed (by the watchdog or
   // later collects). Deletes or keeps `core`; the caller must not use it.
-  Status close_session(SessionCore* core);
+  Status close_session(SessionCore* core) override;
 
   Result<StoreStats> stats();
   Result<VerifyReport> verify();
   // Probes every slot held by another process; reclaims the dead ones.
   Result<uint32_t> reap_dead_sessions();
   // Probes the given slots (blockers of a cycle advance) and reclaims the dead.
-  void reap_slots(const std::vector<uint32_t>& slots);
+  void reap_slots(const std::vector<uint32_t>& slots) override;
   // Frees parked sessions whose purgatory has become safe.
   void drain_parked();
   // Flight recorders of every slot that has entries (or just `slot`).

@@ -91,7 +91,7 @@ std::string prefix_end(std::string_view p) {
 }
 
 TxnImpl::TxnImpl(SessionCore* s, const TxnOptions& options)
-    : s_(s), store_(s->store()), mgr_(&s->store()->txns()), opts_(options) {}
+    : s_(s), store_(static_cast<StoreImpl*>(s->host())), mgr_(&store_->txns()), opts_(options) {}
 
 TxnImpl::~TxnImpl() {
   if (active_) abort();
