@@ -322,18 +322,21 @@ struct LoadArgs {
   std::string durability = "group";  // a --durability name
 };
 
+// The bytes left to read on stdin when it is a regular file (0 otherwise:
+// unknown).
+uint64_t stdin_bytes_left() {
+  struct stat st {};
+  if (::fstat(0, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+  off_t pos = ::lseek(0, 0, SEEK_CUR);
+  return uint64_t(st.st_size) - uint64_t(pos > 0 ? pos : 0);
+}
+
 int cmd_load(const LoadArgs& a) {
   const uint64_t t0 = mono_ns();
   auto o = open_session(a.dir, durability_named(a.durability));
   if (!o.ok()) return report(o.error());
 
-  uint64_t total_bytes = 0;
-  struct stat st {};
-  if (::fstat(0, &st) == 0 && S_ISREG(st.st_mode)) {
-    off_t pos = ::lseek(0, 0, SEEK_CUR);
-    total_bytes = uint64_t(st.st_size) - uint64_t(pos > 0 ? pos : 0);
-  }
-  Progress progress(total_bytes);
+  Progress progress(stdin_bytes_left());
   LineReader reader(0);
   std::vector<std::pair<std::string, std::string>> pending;
   uint64_t lines = 0, loaded = 0, txns = 0;
