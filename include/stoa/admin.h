@@ -106,11 +106,12 @@ class Admin {
     // [block, block+len) in the read-only view, mapping newly grown parts
     // of the file first. Errors: kCorrupt (not inside the file).
     Result<const char*> read(uint64_t block, size_t len);
-    // Unchecked: the range must be mapped (a block this process allocated,
-    // or one read() returned).
+    // Unchecked: the session must be open and the range mapped (a block
+    // this process allocated, or one read() returned).
     const char* view(uint64_t block) const;
     char* write_ptr(uint64_t block) const;
-    // Pins the current cycle (nestable).
+    // Pins the current cycle (nestable; wait-free). The session must be
+    // open, and every pin() is matched by an unpin() before it closes.
     void pin();
     void unpin();
     class Pin {
