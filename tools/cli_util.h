@@ -1,15 +1,23 @@
-// tools/cli.h — pieces shared by the `stoa` command-line tool's files.
+// tools/cli_util.h — pieces shared by the `stoa` command-line tool's files:
+// exit statuses, error reporting, number and time formatting, the escaped
+// line format, and opening a store the way every command does.
 //
 // Every command returns its process exit status. Failures print one line,
 // `stoa: <code>: <message>`, to stderr (see report()).
-#ifndef STOA_TOOLS_CLI_H_
-#define STOA_TOOLS_CLI_H_
+//
+// Thread safety: the functions are pure or write to stdout/stderr; the
+// tool is single-threaded (the demo forks processes, never threads).
+#ifndef STOA_TOOLS_CLI_UTIL_H_
+#define STOA_TOOLS_CLI_UTIL_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "stoa/options.h"
 #include "stoa/result.h"
+#include "stoa/store.h"
 
 namespace stoa::cli {
 
@@ -25,6 +33,10 @@ int report(Code code, const std::string& message, int exit_code = kExitError);
 
 // "4096 B", "1.5 MiB", "16.0 GiB".
 std::string human_bytes(uint64_t bytes);
+// "1.5 MiB (1572864 bytes)".
+std::string sized(uint64_t bytes);
+// CLOCK_MONOTONIC nanoseconds: intervals.
+uint64_t mono_ns();
 
 // The line format of `scan`, `dump` and `load`: KEY<TAB>VALUE<LF>, each field
 // escaped so that any bytes survive: backslash as \\, tab as \t, newline as
@@ -36,18 +48,11 @@ std::string escape_field(std::string_view bytes);
 // column, counted from `first_column` (the column of text[0] in its line).
 Result<std::string> unescape_field(std::string_view text, size_t first_column = 1);
 
-struct DemoArgs {
-  std::string dir;  // empty: a fresh temporary directory, removed at the end
-  int workers = 4;
-  double seconds = 3;
-  // The bank phase (transactions): accounts, transfer workers, duration.
-  int accounts = 100;
-  int bank_workers = 4;
-  double bank_seconds = 2;
-};
-// `stoa demo` (tools/demo.cc).
-int run_demo(const DemoArgs& args);
+// Opens an existing store to look at it: no creation, no watchdog. Commits
+// of its sessions promise `durability`.
+Result<std::unique_ptr<Store>> open_existing(const std::string& dir,
+                                             Durability durability = Durability::kGroup);
 
 }  // namespace stoa::cli
 
-#endif  // STOA_TOOLS_CLI_H_
+#endif  // STOA_TOOLS_CLI_UTIL_H_
