@@ -95,7 +95,7 @@ enum PinSide { kStoa = 0, kUrcuInline = 1, kUrcuCall = 2, kPinSides = 3 };
 const char* const kPinSideNames[kPinSides] = {"stoa", "liburcu-memb", "liburcu-memb-call"};
 
 struct PinThread {
-  explicit PinThread(stoa::Store& store) : session(open_session(store)), core(session.core()) {
+  explicit PinThread(stoa::Store& store) : session(open_session(store)), core(stoa::internal::core_of(session)) {
     urcu_memb_register_thread();
   }
   ~PinThread() {
@@ -320,7 +320,7 @@ void stoa_teardown(SessionCore* w, const StoaShared& s) {
 ReclaimTrial stoa_reclaim_trial(stoa::Store& store, double seconds) {
   ReclaimTrial t;
   stoa::Session ws = open_session(store);
-  SessionCore* w = ws.core();
+  SessionCore* w = stoa::internal::core_of(ws);
   uint64_t seq = 0;
   StoaShared sh = stoa_setup(w, &seq);
   uint64_t* slot = reinterpret_cast<uint64_t*>(w->write_ptr(sh.slot));
@@ -329,7 +329,7 @@ ReclaimTrial stoa_reclaim_trial(stoa::Store& store, double seconds) {
   uint64_t reads = 0, bad = 0;
   std::thread reader([&] {
     stoa::Session rs = open_session(store);
-    SessionCore* r = rs.core();
+    SessionCore* r = stoa::internal::core_of(rs);
     const uint64_t* rslot = reinterpret_cast<const uint64_t*>(r->view(sh.slot));
     uint64_t nr = 0, nb = 0;
     ready.store(true, std::memory_order_release);
@@ -529,7 +529,7 @@ int cycle_reader_child(const std::vector<std::string>& args) {
   }
   auto store = std::move(sr).value();
   stoa::Session s = open_session(*store);
-  SessionCore* r = s.core();
+  SessionCore* r = stoa::internal::core_of(s);
   Offset ctrl_off = std::stoull(args[1]);
   auto cr = r->read(ctrl_off, 2 * sizeof(uint64_t));
   if (!cr.ok()) {
@@ -559,7 +559,7 @@ int cycle_reader_child(const std::vector<std::string>& args) {
 ReclaimTrial stoa_xproc_trial(stoa::Store& store, double seconds) {
   ReclaimTrial t;
   stoa::Session ws = open_session(store);
-  SessionCore* w = ws.core();
+  SessionCore* w = stoa::internal::core_of(ws);
   uint64_t seq = 0;
   StoaShared sh = stoa_setup(w, &seq);
   uint64_t* ctrl = reinterpret_cast<uint64_t*>(w->write_ptr(sh.slot));

@@ -14,7 +14,7 @@
 //       with a compare line against both anchors (the anchors' figures are
 //       the same in both).
 //   recovery
-//       the time Store::recover(dir, /*rebuild=*/true) takes to rebuild the
+//       the time Store::recover(dir, RecoverMode::kRebuild) takes to rebuild the
 //       data file from 1 GiB of log (with --quick too), no checkpoint.
 //
 // Same work on all sides of durable-commit: the same keys and values, one
@@ -795,7 +795,7 @@ void recovery(const Config& cfg, Reporter& rep) {
   const std::string name = "recovery-" + scale;
   // Each trial copies and recovers ~1.3 GB: at most 3 (--quick) or 5.
   const int trials = std::min(cfg.trials, cfg.quick ? 3 : 5);
-  rep.section(name, "Store::recover(dir, rebuild=true): rebuild the data file from " + scale +
+  rep.section(name, "Store::recover(dir, RecoverMode::kRebuild): rebuild the data file from " + scale +
                         " of log and no checkpoint (transactions of 100 puts of 1 KiB over " +
                         std::to_string(kRecoveryKeys) +
                         " keys, durability kNone, checkpoint_log_bytes 0); each trial recovers a "
@@ -832,7 +832,7 @@ void recovery(const Config& cfg, Reporter& rep) {
     }
     ::sync();  // write-back of the copy (or of the log) does not run during the timed part
     auto t0 = Clock::now();
-    auto r = stoa::Store::recover(dir, /*rebuild=*/true, recovery_options());
+    auto r = stoa::Store::recover(dir, stoa::RecoverMode::kRebuild, recovery_options());
     double s = seconds_since(t0);
     if (!r.ok()) die("Store::recover " + dir + ": " + r.error().to_string());
     last_report = *r;
@@ -876,7 +876,7 @@ STOA_BENCH("durable-commit-8p", "durable one-put commits, 8 processes",
            (durable_commit_n<8, true>));
 STOA_BENCH("durable-commit-32p", "durable one-put commits, 32 processes",
            (durable_commit_n<32, true>));
-STOA_BENCH("recovery", "Store::recover(rebuild=true) from 1 GiB of log, no checkpoint", recovery);
+STOA_BENCH("recovery", "Store::recover(kRebuild) from 1 GiB of log, no checkpoint", recovery);
 STOA_BENCH_CHILD("durable-worker", durable_worker);
 
 }  // namespace stoa_bench

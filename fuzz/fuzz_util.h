@@ -32,6 +32,7 @@
 
 #include "log/layout.h"
 #include "session/session_core.h"
+#include "store/store_impl.h"
 #include "stoa/options.h"
 #include "stoa/store.h"
 #include "util/hash.h"
@@ -393,8 +394,8 @@ inline void exercise_store(Store& store, const KV& want, bool checkpoint, Outcom
     if (!c.ok()) note_error(out, c.error());
   }
   for (int i = 0; i < 24; i++) {
-    auto a = s->core()->alloc(size_t(1) << (i % 16));
-    if (a.ok()) (void)s->core()->free(*a);
+    auto a = stoa::internal::core_of(*s)->alloc(size_t(1) << (i % 16));
+    if (a.ok()) (void)stoa::internal::core_of(*s)->free(*a);
   }
   (void)s->close();
   if (checkpoint) {

@@ -75,7 +75,7 @@ void run_thread(Store& store, int p, int t, uint64_t seed, Clock::time_point dea
   auto sess = store.session();
   CHILD_CHECK(sess.ok(), "seed {:#x} p{} t{}: session: {}", seed, p, t,
               sess.ok() ? "" : sess.error().to_string());
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   std::mt19937_64 rng(seed * 1000003 + uint64_t(p) * 131 + uint64_t(t));
   std::vector<Block> live;
   size_t live_bytes = 0;
@@ -305,7 +305,7 @@ void run_stress(bool keep) {
     // Every block a child left published is intact, and can be freed.
     auto sess = store->session();
     ASSERT_TRUE(sess.ok()) << sess.error().to_string();
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     for (int p = 0; p < kProcs; p++) {
       for (int t = 0; t < kThreads; t++) {
         for (int k = 0; k < kKeep; k++) {

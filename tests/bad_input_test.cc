@@ -59,10 +59,10 @@ class BadInput : public ::testing::Test {
     if (!s.ok()) return 0;
     auto sess = (*s)->session();
     EXPECT_TRUE(sess.ok());
-    auto a = sess->core()->alloc(size);
+    auto a = stoa::internal::core_of(*sess)->alloc(size);
     EXPECT_TRUE(a.ok());
-    fill_pattern(sess->core()->write_ptr(*a), size, *a);
-    EXPECT_TRUE(sess->core()->publish(*a).ok());
+    fill_pattern(stoa::internal::core_of(*sess)->write_ptr(*a), size, *a);
+    EXPECT_TRUE(stoa::internal::core_of(*sess)->publish(*a).ok());
     return *a;
   }
 
@@ -240,12 +240,12 @@ TEST_F(BadInput, GarbageLockFileIsRebuilt) {
     EXPECT_EQ(rep->blocks_live, 1u);
     auto sess = (*s)->session();
     ASSERT_TRUE(sess.ok()) << err(sess);
-    auto r = sess->core()->read(off, 5000);
+    auto r = stoa::internal::core_of(*sess)->read(off, 5000);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(check_pattern(*r, 5000, off), -1) << "published data lost with the lock file";
-    auto a = sess->core()->alloc(100);
+    auto a = stoa::internal::core_of(*sess)->alloc(100);
     EXPECT_TRUE(a.ok()) << err(a);
-    EXPECT_TRUE(sess->core()->free(*a).ok());
+    EXPECT_TRUE(stoa::internal::core_of(*sess)->free(*a).ok());
   }
 }
 
@@ -273,7 +273,7 @@ TEST_F(BadInput, DamagedRunHeaderIsNamedAndRefused) {
 
     auto sess = (*s)->session();
     ASSERT_TRUE(sess.ok());
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     auto us = c->usable_size(off);
     EXPECT_FALSE(us.ok());
     EXPECT_EQ(us.code(), Code::kCorrupt) << err(us);
@@ -353,7 +353,7 @@ TEST_F(BadInput, AllocationNeedingADamagedRunFails) {
   auto sess = (*s)->session();
   ASSERT_TRUE(sess.ok());
   for (size_t size : {size_t(100), size_t(3000), size_t(64 * 1024)}) {
-    auto a = sess->core()->alloc(size);
+    auto a = stoa::internal::core_of(*sess)->alloc(size);
     EXPECT_FALSE(a.ok()) << "allocated " << size << " bytes at " << (a.ok() ? *a : 0)
                          << " from a damaged heap";
     if (!a.ok()) {
@@ -467,7 +467,7 @@ TEST_F(BadInput, DoubleFreeIsRefused) {
   ASSERT_TRUE(s.ok());
   auto sess = (*s)->session();
   ASSERT_TRUE(sess.ok());
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   // Small, large, and large freed next to a free run it merges with.
   for (size_t size : {size_t(40), size_t(3000), size_t(20000), size_t(300000)}) {
     auto a = c->alloc(size);
@@ -514,7 +514,7 @@ TEST_F(BadInput, StrayOffsetsAreRefused) {
   ASSERT_TRUE(s.ok());
   auto sess = (*s)->session();
   ASSERT_TRUE(sess.ok());
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   const uint64_t fs = (*s)->stats()->file_size;
   std::mt19937_64 rng(3);
   std::vector<uint64_t> bad = {0,
@@ -581,15 +581,15 @@ TEST_F(BadInput, OtherSessionsBlocksAreRefused) {
   auto s1 = (*s)->session();
   auto s2 = (*s)->session();
   ASSERT_TRUE(s1.ok() && s2.ok());
-  auto a = s1->core()->alloc(100);
+  auto a = stoa::internal::core_of(*s1)->alloc(100);
   ASSERT_TRUE(a.ok());
-  for (Status st : {s2->core()->free(*a), s2->core()->publish(*a), s2->core()->retire(*a)}) {
+  for (Status st : {stoa::internal::core_of(*s2)->free(*a), stoa::internal::core_of(*s2)->publish(*a), stoa::internal::core_of(*s2)->retire(*a)}) {
     EXPECT_EQ(st.code(), Code::kInvalidArgument) << err(st);
     if (!st.ok()) {
       EXPECT_TRUE(contains(st.error().message(), "belongs to session")) << err(st);
     }
   }
-  EXPECT_TRUE(s1->core()->free(*a).ok());
+  EXPECT_TRUE(stoa::internal::core_of(*s1)->free(*a).ok());
 }
 
 TEST_F(BadInput, ClosedSessionAndForkedStore) {
@@ -601,7 +601,7 @@ TEST_F(BadInput, ClosedSessionAndForkedStore) {
   EXPECT_TRUE(sess->is_open());
   EXPECT_TRUE(sess->close().ok());
   EXPECT_FALSE(sess->is_open());
-  EXPECT_EQ(sess->core(), nullptr);
+  EXPECT_EQ(stoa::internal::core_of(*sess), nullptr);
   Status again = sess->close();
   EXPECT_EQ(again.code(), Code::kClosed) << err(again);
   Session empty;
@@ -671,7 +671,7 @@ TEST_F(BadInput, SessionTableFull) {
     for (int i = 0; i < 3; i++) {
       auto x = (*cs)->session();
       CHILD_CHECK(x.ok(), "child session {}: {}", i, err(x));
-      CHILD_CHECK(x->core()->alloc(1000).ok(), "alloc");
+      CHILD_CHECK(stoa::internal::core_of(*x)->alloc(1000).ok(), "alloc");
       mine.push_back(std::move(*x));
     }
     ready->store(1);

@@ -147,9 +147,9 @@ TEST_F(CliTest, VerifyNamesADamagedBlockGuard) {
     ASSERT_TRUE(store.ok()) << store.error().to_string();
     auto s = (*store)->session();
     ASSERT_TRUE(s.ok());
-    auto off = s->core()->alloc(100);
+    auto off = stoa::internal::core_of(*s)->alloc(100);
     ASSERT_TRUE(off.ok());
-    ASSERT_TRUE(s->core()->publish(*off).ok());
+    ASSERT_TRUE(stoa::internal::core_of(*s)->publish(*off).ok());
     body = *off;
   }
   {
@@ -184,9 +184,9 @@ TEST_F(CliTest, RecorderShowsAKilledSession) {
     auto s = (*store)->session();
     if (!s.ok()) ::_exit(1);
     for (size_t n : {100, 2000, 70000}) {
-      auto off = s->core()->alloc(n);
+      auto off = stoa::internal::core_of(*s)->alloc(n);
       if (!off.ok()) ::_exit(1);
-      if (n == 2000 && !s->core()->publish(*off).ok()) ::_exit(1);
+      if (n == 2000 && !stoa::internal::core_of(*s)->publish(*off).ok()) ::_exit(1);
     }
     uint32_t slot = s->slot();
     if (::write(ready[1], &slot, sizeof(slot)) != sizeof(slot)) ::_exit(1);

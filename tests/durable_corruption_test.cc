@@ -444,7 +444,7 @@ void trial(const Template& t, Kind kind, const std::string& path, std::mt19937_6
   if (kind == Kind::kData || kind == Kind::kSum) return;
 
   // The damage is in what a rebuild reads: force one.
-  auto rec = Store::recover(path, /*rebuild=*/true, store_options());
+  auto rec = Store::recover(path, RecoverMode::kRebuild, store_options());
   if (unused) {
     ASSERT_TRUE(rec.ok()) << "harmless damage made the rebuild fail: " << err(rec);
     EXPECT_TRUE(rec->rebuilt);
@@ -537,7 +537,7 @@ TEST_F(DurableCorruption, DamagedMiddleOfTheSyncedLogRefusesTheRebuild) {
       } else {
         ASSERT_EQ(::unlink((path_ + "/stoa.sum").c_str()), 0);
       }
-      auto r = Store::recover(path_, /*rebuild=*/true, store_options());
+      auto r = Store::recover(path_, RecoverMode::kRebuild, store_options());
       ASSERT_FALSE(r.ok()) << "rebuilt past a damaged synced record";
       EXPECT_EQ(r.code(), Code::kCorrupt) << err(r);
       EXPECT_TRUE(contains(r.error().message(), named(path_, rec))) << err(r);
@@ -560,7 +560,7 @@ TEST_F(DurableCorruption, RefusedForcedRebuildKeepsTheIntactDataFile) {
   copy_store(ckpt_->path, path_);
   uint64_t rec = 0;
   flip_lsn(path_, inside_record(*ckpt_, ckpt_->records.size() / 2, &rec));
-  auto r = Store::recover(path_, /*rebuild=*/true, store_options());
+  auto r = Store::recover(path_, RecoverMode::kRebuild, store_options());
   ASSERT_FALSE(r.ok());
   ASSERT_EQ(r.code(), Code::kCorrupt) << err(r);
   auto again = Store::open(path_, store_options());
@@ -576,7 +576,7 @@ TEST_F(DurableCorruption, DamagedLastSyncedRecordWithCleanShutdownMarkRefuses) {
   copy_store(plain_->path, path_);
   uint64_t rec = 0;
   flip_lsn(path_, inside_record(*plain_, plain_->records.size() - 1, &rec));
-  auto r = Store::recover(path_, /*rebuild=*/true, store_options());
+  auto r = Store::recover(path_, RecoverMode::kRebuild, store_options());
   ASSERT_FALSE(r.ok()) << "the last synced (acknowledged) commit was dropped as a torn tail";
   EXPECT_EQ(r.code(), Code::kCorrupt) << err(r);
   EXPECT_TRUE(contains(r.error().message(), named(path_, rec))) << err(r);
@@ -590,7 +590,7 @@ TEST_F(DurableCorruption, DamagedLastRecordWithoutMarkIsReportedAsTruncated) {
   uint64_t rec = 0;
   flip_lsn(path_, inside_record(*plain_, plain_->records.size() - 1, &rec));
   ASSERT_EQ(::unlink((path_ + "/stoa.sum").c_str()), 0);
-  auto r = Store::recover(path_, /*rebuild=*/true, store_options());
+  auto r = Store::recover(path_, RecoverMode::kRebuild, store_options());
   if (!r.ok()) {
     EXPECT_EQ(r.code(), Code::kCorrupt) << err(r);
     return;
@@ -634,7 +634,7 @@ TEST_F(DurableCorruption, TornTailPastTheLastSyncIsTruncated) {
   const uint64_t end = plain_->end_ts;
   const uint64_t l1 = write_record(path_, end, end, "torn", "never acknowledged 1", true);
   const uint64_t l2 = write_record(path_, end + l1, end, "tail", "never acknowledged 2", false);
-  auto r = Store::recover(path_, /*rebuild=*/true, store_options());
+  auto r = Store::recover(path_, RecoverMode::kRebuild, store_options());
   ASSERT_TRUE(r.ok()) << err(r);
   EXPECT_TRUE(r->rebuilt);
   EXPECT_EQ(r->end_ts, end);
@@ -666,7 +666,7 @@ TEST_F(DurableCorruption, RecordPastTheTearClaimingItWasSyncedRefuses) {
   const uint64_t end = plain_->end_ts;
   const uint64_t l1 = write_record(path_, end, end, "torn", "acknowledged", true);
   write_record(path_, end + l1, end + l1, "tail", "after the sync", false);
-  auto r = Store::recover(path_, /*rebuild=*/true, store_options());
+  auto r = Store::recover(path_, RecoverMode::kRebuild, store_options());
   ASSERT_FALSE(r.ok()) << "cut a record that a later record says was synced";
   EXPECT_EQ(r.code(), Code::kCorrupt) << err(r);
   EXPECT_TRUE(contains(r.error().message(), named(path_, end))) << err(r);
@@ -684,7 +684,7 @@ TEST_F(DurableCorruption, GarbagePastTheLogEndIsHarmless) {
   ASSERT_GE(fd, 0);
   ASSERT_EQ(::pwrite(fd, junk.data(), junk.size(), off_t(end % kSeg)), ssize_t(junk.size()));
   ::close(fd);
-  auto r = Store::recover(path_, /*rebuild=*/true, store_options());
+  auto r = Store::recover(path_, RecoverMode::kRebuild, store_options());
   ASSERT_TRUE(r.ok()) << err(r);
   EXPECT_EQ(r->end_ts, end);
   auto opened = Store::open(path_, store_options());
@@ -813,8 +813,8 @@ TEST_F(DurableCorruption, CorruptionWritesTheFlightRecorder) {
     ASSERT_TRUE(txn->put("rec", "x").ok());
     ASSERT_TRUE(txn->commit().ok());
   }
-  internal::StoreImpl* impl = (*opened)->impl();
-  Error e = impl->corruption(s->core(), Error(Code::kCorrupt, "test damage at offset 42"));
+  internal::StoreImpl* impl = stoa::internal::impl_of(**opened);
+  Error e = impl->corruption(stoa::internal::core_of(*s), Error(Code::kCorrupt, "test damage at offset 42"));
   EXPECT_EQ(e.code(), Code::kCorrupt);
   EXPECT_TRUE(contains(e.message(), "test damage at offset 42")) << e.message();
   const std::string marker = "flight recorder written to ";
@@ -829,7 +829,7 @@ TEST_F(DurableCorruption, CorruptionWritesTheFlightRecorder) {
   EXPECT_TRUE(contains(text, fmt::format("session {}", s->slot()))) << text;
   EXPECT_TRUE(contains(text, "slot ")) << text;
   // Other codes pass through untouched, with no file.
-  Error io = impl->corruption(s->core(), Error(Code::kIo, "disk"));
+  Error io = impl->corruption(stoa::internal::core_of(*s), Error(Code::kIo, "disk"));
   EXPECT_EQ(io.code(), Code::kIo);
   EXPECT_EQ(io.message(), "disk");
 }
@@ -844,7 +844,7 @@ bool recorder_written(const std::string& store) {
 // Damages the root index node of a live store in place (the heap is
 // trusted while it is open); returns the node's offset.
 uint64_t damage_root(Store& store, uint16_t* saved) {
-  internal::StoreImpl* impl = store.impl();
+  internal::StoreImpl* impl = stoa::internal::impl_of(store);
   const uint64_t root = impl->txns().header()->root.load();
   EXPECT_NE(root, 0u);
   auto* node = reinterpret_cast<index::Node*>(impl->region().rw(root));
@@ -853,7 +853,7 @@ uint64_t damage_root(Store& store, uint16_t* saved) {
   return root;
 }
 void undamage_root(Store& store, uint16_t saved) {
-  internal::StoreImpl* impl = store.impl();
+  internal::StoreImpl* impl = stoa::internal::impl_of(store);
   auto* node =
       reinterpret_cast<index::Node*>(impl->region().rw(impl->txns().header()->root.load()));
   node->count = saved;
@@ -927,7 +927,7 @@ TEST_F(DurableCorruption, DamagedBlockGuardMetByACommitIsReported) {
   copy_store(plain_->path, path_);
   auto opened = Store::open(path_, store_options());
   ASSERT_TRUE(opened.ok()) << err(opened);
-  internal::StoreImpl* impl = (*opened)->impl();
+  internal::StoreImpl* impl = stoa::internal::impl_of(**opened);
   const auto& [key, value] = *plain_->kv.begin();
   const uint64_t rec = impl->txns().tree().find(key);
   ASSERT_NE(rec, 0u);

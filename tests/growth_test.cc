@@ -54,7 +54,7 @@ int grower_main(const std::string& path, int g, uint64_t total, uint64_t seed, T
   CHILD_CHECK(s.ok(), "grower {}: open: {}", g, err(s));
   auto sess = (*s)->session();
   CHILD_CHECK(sess.ok(), "grower {}: session: {}", g, err(sess));
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   std::mt19937_64 rng(seed ^ splitmix(uint64_t(g) + 1));
   uint64_t done = 0;
   uint32_t n = 0;
@@ -90,11 +90,11 @@ TEST(Growth, GrowsWhileOthersRead) {
   ASSERT_TRUE(opened.ok()) << err(opened);
   std::unique_ptr<Store> store = std::move(opened).value();
   ASSERT_EQ(store->stats()->file_size, uint64_t{1} << 20);
-  const uint64_t initial_mapped = store->impl()->region().mapped();
+  const uint64_t initial_mapped = stoa::internal::impl_of(*store)->region().mapped();
   EXPECT_LE(initial_mapped, uint64_t{1} << 20);
   auto sess = store->session();
   ASSERT_TRUE(sess.ok());
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
 
   Shared<Table> table;
   Children kids;
@@ -116,7 +116,7 @@ TEST(Growth, GrowsWhileOthersRead) {
       for (; seen[g] < n; seen[g]++) {
         Entry& e = table->entries[g][seen[g]];
         uint64_t off = e.off.load(), len = e.len.load();
-        bool unmapped = off + len > store->impl()->region().mapped();
+        bool unmapped = off + len > stoa::internal::impl_of(*store)->region().mapped();
         auto r = c->read(off, len);
         ASSERT_TRUE(r.ok()) << "read(" << off << ", " << len << "): " << err(r);
         ASSERT_EQ(check_pattern(*r, len, e.key.load()), -1)
@@ -209,7 +209,7 @@ TEST(Growth, OpensWhileAnotherProcessGrows) {
     CHILD_CHECK(s.ok(), "open: {}", err(s));
     auto sess = (*s)->session();
     CHILD_CHECK(sess.ok(), "session: {}", err(sess));
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     // 192 KiB allocations: each one grows the file by at least a step.
     for (int i = 0; i < 4000 && stop->load() == 0; i++) {
       auto b = c->alloc(192 << 10);
@@ -250,7 +250,7 @@ TEST(Growth, FullIsAnErrorAndFreesMakeRoom) {
   std::unique_ptr<Store> store = std::move(opened).value();
   auto sess = store->session();
   ASSERT_TRUE(sess.ok());
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
 
   std::vector<uint64_t> blocks;
   Result<uint64_t> r = uint64_t{0};
@@ -292,7 +292,7 @@ TEST(Growth, FullIsAnErrorAndFreesMakeRoom) {
     CHILD_CHECK(s.ok(), "open: {}", err(s));
     auto se = (*s)->session();
     CHILD_CHECK(se.ok(), "session: {}", err(se));
-    auto a = se->core()->alloc(1 << 20);
+    auto a = stoa::internal::core_of(*se)->alloc(1 << 20);
     CHILD_CHECK(!a.ok() && a.code() == Code::kFull, "alloc of 1 MiB in a full store: {}", err(a));
     auto stats = (*s)->stats();
     CHILD_CHECK(stats.ok() && stats->file_size == stats->max_size, "stats: {}", err(stats));
@@ -313,9 +313,9 @@ TEST(Growth, FullIsAnErrorAndFreesMakeRoom) {
     CHILD_CHECK(s.ok(), "open: {}", err(s));
     auto se = (*s)->session();
     CHILD_CHECK(se.ok(), "session: {}", err(se));
-    auto a = se->core()->alloc(2 << 20);
+    auto a = stoa::internal::core_of(*se)->alloc(2 << 20);
     CHILD_CHECK(a.ok(), "alloc of 2 MiB after frees: {}", err(a));
-    CHILD_CHECK(se->core()->free(*a).ok(), "free");
+    CHILD_CHECK(stoa::internal::core_of(*se)->free(*a).ok(), "free");
     return 0;
   });
   EXPECT_TRUE(exited_ok(kids.wait(pid, milliseconds(30000))));

@@ -127,7 +127,7 @@ int mixed_worker(const std::string& path, int w, int spawn, uint64_t seed, Ctl* 
   std::unique_ptr<Store> store = std::move(opened).value();
   auto sess = store->session();
   CHILD_CHECK(sess.ok(), "seed {:#x} worker {} spawn {}: session: {}", seed, w, spawn, err(sess));
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   Spawn& me = ctl->spawns[spawn];
   me.claimed.store(1);
   std::mt19937_64 rng(seed ^ splitmix(uint64_t(spawn) + 1));
@@ -238,7 +238,7 @@ int hot_worker(const std::string& path, int w, int spawn, uint64_t seed, Ctl* ct
   auto thread_main = [&](int t) {
     auto sess = store->session();
     CHILD_CHECK(sess.ok(), "seed {:#x} spawn {} t{}: session: {}", seed, spawn, t, err(sess));
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     me.claimed.store(1);
     std::mt19937_64 rng(seed ^ splitmix(uint64_t(spawn) * 2 + uint64_t(t) + 1));
     std::vector<std::pair<uint64_t, uint64_t>> blocks;  // offset, key
@@ -427,7 +427,7 @@ void final_checks(Children& kids, std::vector<pid_t>& pids, const std::string& p
   // 4. Live blocks: exactly the registry plus what kills left pending.
   auto sess = store->session();
   ASSERT_TRUE(sess.ok()) << sess.error().to_string();
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   std::set<uint64_t> registered;
   if (registry) {
     for (auto& row : ctl->reg) {
@@ -570,9 +570,9 @@ TEST(Kill, DeathDetectionLatency) {
       CHILD_CHECK(s.ok(), "victim open: {}", err(s));
       auto sess = (*s)->session();
       CHILD_CHECK(sess.ok(), "victim session: {}", err(sess));
-      sess->core()->pin();
+      stoa::internal::core_of(*sess)->pin();
       ctl->victim_slot.store(sess->slot());
-      ctl->victim_pin.store(sess->core()->slot_ptr()->pin.cycle.load());
+      ctl->victim_pin.store(stoa::internal::core_of(*sess)->slot_ptr()->pin.cycle.load());
       ctl->victim_ready.store(1);
       for (;;) std::this_thread::sleep_for(milliseconds(100));
       return 0;
@@ -641,7 +641,7 @@ TEST(Kill, ReclaimWalkCost) {
   std::unique_ptr<Store> store = std::move(opened).value();
   auto sr = store->session();
   ASSERT_TRUE(sr.ok()) << err(sr);
-  SessionCore* core = sr->core();
+  SessionCore* core = stoa::internal::core_of(*sr);
   struct WalkCtl {
     std::atomic<int32_t> ready;
   };
@@ -668,7 +668,7 @@ TEST(Kill, ReclaimWalkCost) {
         CHILD_CHECK(s.ok(), "victim open: {}", err(s));
         auto sess = (*s)->session();
         CHILD_CHECK(sess.ok(), "victim session: {}", err(sess));
-        for (int i = 0; i < 100; i++) CHILD_CHECK(sess->core()->alloc(48).ok(), "alloc");
+        for (int i = 0; i < 100; i++) CHILD_CHECK(stoa::internal::core_of(*sess)->alloc(48).ok(), "alloc");
         ctl->ready.store(1);
         for (;;) std::this_thread::sleep_for(milliseconds(100));
         return 0;

@@ -413,7 +413,7 @@ TEST(LogKill, AcknowledgedCommitsSurviveKilledCommittersAndARebuild) {
                              << first_problems(bad_a);
   if (bad_a.empty()) expect_ledger_check_can_fail(a, a_ts, *ledger, seed);
 
-  auto rec = Store::recover(path, /*rebuild=*/true);
+  auto rec = Store::recover(path, RecoverMode::kRebuild);
   ASSERT_TRUE(rec.ok()) << rec.error().to_string();
   EXPECT_TRUE(rec->rebuilt);
   EXPECT_EQ(rec->end_ts, a_ts);

@@ -74,7 +74,7 @@ uint64_t make_store(const std::string& path, size_t size, uint64_t key, Options 
   if (!s.ok()) return 0;
   auto sess = (*s)->session();
   EXPECT_TRUE(sess.ok());
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   auto a = c->alloc(size);
   EXPECT_TRUE(a.ok()) << err(a);
   fill_pattern(c->write_ptr(*a), size, key);
@@ -89,7 +89,7 @@ int write_through_read_pointer(const std::string& path, uint64_t off, size_t siz
   CHILD_CHECK(s.ok(), "open: {}", err(s));
   auto sess = (*s)->session();
   CHILD_CHECK(sess.ok(), "session: {}", err(sess));
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   const char* p = nullptr;
   uint64_t target = off + size / 2;
   if (via == Via::kRead) {
@@ -145,7 +145,7 @@ void expect_fault(Via via, size_t size, bool with_handler) {
   ASSERT_TRUE(s.ok()) << err(s);
   auto sess = (*s)->session();
   ASSERT_TRUE(sess.ok());
-  auto r = sess->core()->read(off, size);
+  auto r = stoa::internal::core_of(*sess)->read(off, size);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(check_pattern(*r, size, key), -1);
   auto rep = (*s)->verify();
@@ -185,10 +185,10 @@ TEST(ReadOnlyView, GrownPartIsReadOnlyToo) {
     CHILD_CHECK(s.ok(), "open: {}", err(s));
     auto sess = (*s)->session();
     CHILD_CHECK(sess.ok(), "session: {}", err(sess));
-    auto a = sess->core()->alloc(3 << 20);
+    auto a = stoa::internal::core_of(*sess)->alloc(3 << 20);
     CHILD_CHECK(a.ok(), "alloc: {}", err(a));
-    fill_pattern(sess->core()->write_ptr(*a), 3 << 20, 77);
-    CHILD_CHECK(sess->core()->publish(*a).ok(), "publish");
+    fill_pattern(stoa::internal::core_of(*sess)->write_ptr(*a), 3 << 20, 77);
+    CHILD_CHECK(stoa::internal::core_of(*sess)->publish(*a).ok(), "publish");
     where->store(*a);
     return 0;
   });
@@ -216,7 +216,7 @@ TEST(ReadOnlyView, DeathTestWriteThroughView) {
         if (!s.ok()) ::_exit(2);
         auto sess = (*s)->session();
         if (!sess.ok()) ::_exit(3);
-        auto r = sess->core()->read(off, 100);
+        auto r = stoa::internal::core_of(*sess)->read(off, 100);
         if (!r.ok()) ::_exit(4);
         default_segv();
         *const_cast<volatile char*>(*r) = 1;
@@ -234,7 +234,7 @@ TEST(ReadOnlyView, WritePtrWritesAndViewSeesIt) {
   ASSERT_TRUE(s.ok()) << err(s);
   auto sess = (*s)->session();
   ASSERT_TRUE(sess.ok());
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   for (size_t size : {size_t(16), size_t(1000), size_t(4080), size_t(100000)}) {
     auto a = c->alloc(size);
     ASSERT_TRUE(a.ok()) << err(a);
@@ -257,7 +257,7 @@ TEST(ReadOnlyView, WritePtrWritesAndViewSeesIt) {
       CHILD_CHECK(s2.ok(), "open: {}", err(s2));
       auto sess2 = (*s2)->session();
       CHILD_CHECK(sess2.ok(), "session: {}", err(sess2));
-      auto r2 = sess2->core()->read(*a, size);
+      auto r2 = stoa::internal::core_of(*sess2)->read(*a, size);
       CHILD_CHECK(r2.ok(), "read: {}", err(r2));
       std::vector<char> want(size);
       fill_pattern(want.data(), size, size);

@@ -100,7 +100,7 @@ int writer_main(const std::string& path, int id, uint64_t array, uint64_t seed, 
   CHILD_CHECK(opened.ok(), "writer {}: open: {}", id, err(opened));
   auto sess = (*opened)->session();
   CHILD_CHECK(sess.ok(), "writer {}: session: {}", id, err(sess));
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   std::atomic<uint64_t>* slots = slots_of(c, array);
   std::mt19937_64 rng(seed ^ splitmix(uint64_t(id) + 100));
   ctl->ready.fetch_add(1);
@@ -133,7 +133,7 @@ int reader_main(const std::string& path, int id, uint64_t array, uint64_t seed, 
   CHILD_CHECK(opened.ok(), "reader {}: open: {}", id, err(opened));
   auto sess = (*opened)->session();
   CHILD_CHECK(sess.ok(), "reader {}: session: {}", id, err(sess));
-  SessionCore* c = sess->core();
+  SessionCore* c = stoa::internal::core_of(*sess);
   std::atomic<uint64_t>* slots = slots_of(c, array);
   std::mt19937_64 rng(seed ^ splitmix(uint64_t(id) + 200));
   ctl->ready.fetch_add(1);
@@ -188,7 +188,7 @@ struct Fixture {
     store = std::move(s).value();
     auto sess = store->session();
     ASSERT_TRUE(sess.ok()) << sess.error().to_string();
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     auto a = c->alloc(kSlots * sizeof(uint64_t));
     ASSERT_TRUE(a.ok());
     array = *a;
@@ -212,7 +212,7 @@ struct Fixture {
     ASSERT_TRUE(empty) << sessions_text(*store->stats());
     auto sess = store->session();
     ASSERT_TRUE(sess.ok());
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
     for (int k = 0; k < kSlots; k++) {
       uint64_t word = slots[k].exchange(0);
@@ -294,7 +294,7 @@ TEST(Reclaim, LongPinHoldsPurgatoryAndIsReported) {
     CHILD_CHECK(opened.ok(), "holder open: {}", err(opened));
     auto sess = (*opened)->session();
     CHILD_CHECK(sess.ok(), "holder session: {}", err(sess));
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     std::atomic<uint64_t>* slots = slots_of(c, f.array);
     c->pin();
     std::vector<uint64_t> seen;
@@ -405,7 +405,7 @@ struct Alone {
     auto r = store->session();
     ASSERT_TRUE(r.ok()) << r.error().to_string();
     sess = std::move(r).value();
-    c = sess.core();
+    c = stoa::internal::core_of(sess);
   }
   // Frees a reachable entry too early: at once (i even) or by a retire and
   // a collect with no pin anywhere (i odd).

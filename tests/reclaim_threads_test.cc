@@ -77,7 +77,7 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
   {
     auto sess = store->session();
     ASSERT_TRUE(sess.ok());
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     auto a = c->alloc(kSlots * sizeof(uint64_t));
     ASSERT_TRUE(a.ok());
     array = *a;
@@ -94,7 +94,7 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
   auto writer = [&](int id) {
     auto sess = store->session();
     if (!sess.ok()) return fail.add("writer session: " + sess.error().to_string());
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
     std::mt19937_64 rng(seed ^ splitmix(uint64_t(id) + 1));
     // Sequence numbers: 1..kSlots for the first entries, then unique and
@@ -116,7 +116,7 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
   auto reader = [&](int id) {
     auto sess = store->session();
     if (!sess.ok()) return fail.add("reader session: " + sess.error().to_string());
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
     std::mt19937_64 rng(seed ^ splitmix(uint64_t(id) + 101));
     uint64_t n = 0, again = 0, seen[8];
@@ -166,7 +166,7 @@ TEST(ReclaimThreads, NoUseAfterFreeBetweenThreads) {
   {
     auto sess = store->session();
     ASSERT_TRUE(sess.ok());
-    SessionCore* c = sess->core();
+    SessionCore* c = stoa::internal::core_of(*sess);
     auto* slots = reinterpret_cast<std::atomic<uint64_t>*>(c->write_ptr(array));
     for (int k = 0; k < kSlots; k++) {
       uint64_t word = slots[k].exchange(0);

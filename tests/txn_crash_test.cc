@@ -503,8 +503,8 @@ TEST(TxnCrash, LiveLockHolderConflictsAtTheBound) {
     CHILD_CHECK(s.ok(), "open: {}", err(s));
     auto sess = (*s)->session();
     CHILD_CHECK(sess.ok(), "session: {}", err(sess));
-    internal::SessionCore* core = sess->core();
-    auto& txns = (*s)->impl()->txns();
+    internal::SessionCore* core = stoa::internal::core_of(*sess);
+    auto& txns = stoa::internal::impl_of(**s)->txns();
     core->pin();
     const uint64_t off = txns.tree().find(gkey(0));
     CHILD_CHECK(off > index::Btree::kDamaged, "g/0 not found ({})", off);

@@ -376,7 +376,7 @@ void mapping_case(bool validate) {
   ASSERT_EQ(reader->get("k")->str(), "a");
   ASSERT_TRUE(reader->put("other", "y").ok());
   if (!validate) reader->abort();
-  region::Region& region = (*opened)->impl()->region();
+  region::Region& region = stoa::internal::impl_of(**opened)->region();
   const uint64_t file_before = region.file_size();
 
   Shared<std::atomic<uint64_t>> k_head;
@@ -394,7 +394,7 @@ void mapping_case(bool validate) {
     }
     auto r = bs->transact([&](Txn& t) -> Status { return t.put("k", std::string(700, 'b')); });
     CHILD_CHECK(r.ok(), "k: {}", err(r));
-    auto& tree = (*st)->impl()->txns().tree();
+    auto& tree = stoa::internal::impl_of(**st)->txns().tree();
     k_head->store(tree.record(tree.find("k"))->head.load());
     return 0;
   });

@@ -307,7 +307,7 @@ int cmd_recover(const std::string& dir, bool rebuild, bool force, bool json) {
                     kExitProblems);
     }
   }
-  auto rep = Store::recover(dir, rebuild);
+  auto rep = Store::recover(dir, rebuild ? RecoverMode::kRebuild : RecoverMode::kReplay);
   if (!rep.ok()) return failed(rep.error());
   rep->sessions_recovered += pre_sessions;
   if (rep->rebuilt) return print_recover(dir, *rep, nullptr, json);

@@ -133,6 +133,12 @@ struct RecoveryReport {
   double seconds = 0;
 };
 
+// What Store::recover does with the data file.
+enum class RecoverMode : uint8_t {
+  kReplay,   // trust it when its checksums and the log allow, as open() does
+  kRebuild,  // rebuild it from the checkpoint and the log
+};
+
 class Store {
  public:
   // Opens (or creates, per options) the store in directory `path`.
@@ -173,9 +179,10 @@ class Store {
   const RecoveryReport& recovery() const;
 
   // Opens the store alone (no other process may have it open: kBusy),
-  // recovers it as open() would — or rebuilds the data file from the
-  // checkpoint and log when `rebuild` — closes it, and reports.
-  static Result<RecoveryReport> recover(const std::string& path, bool rebuild = false,
+  // recovers it as open() would (kReplay) — or rebuilds the data file from
+  // the checkpoint and log (kRebuild) — closes it, and reports.
+  static Result<RecoveryReport> recover(const std::string& path,
+                                        RecoverMode mode = RecoverMode::kReplay,
                                         const Options& options = {});
   // Offline shrink: opens the store alone, writes a checkpoint, and
   // rebuilds the data file from it (live data only, no free space, no log).
@@ -183,7 +190,6 @@ class Store {
   static Result<RecoveryReport> compact(const std::string& path, const Options& options = {});
 
   const std::string& path() const;
-  internal::StoreImpl* impl() { return impl_.get(); }
 
  private:
   friend struct internal::StoreAccess;
@@ -220,10 +226,9 @@ class Session {
   // Afterwards every call returns kClosed.
   Status close();
 
-  internal::SessionCore* core() { return core_; }
-
  private:
   friend class Store;
+  friend struct internal::StoreAccess;
   explicit Session(internal::SessionCore* core) : core_(core) {}
   internal::SessionCore* core_ = nullptr;
 };

@@ -12,16 +12,12 @@
 namespace stoa {
 namespace {
 
-// The one place that reaches from the public wrappers to the internals.
-internal::StoreImpl& impl_of(Store& store) { return *store.impl(); }
-internal::SessionCore* core_of(Session& session) { return session.core(); }
-
 Error closed_session() { return Error(Code::kClosed, "session is closed"); }
 
 }  // namespace
 
 Result<std::vector<RecorderDump>> Admin::recorder(Store& store, std::optional<uint32_t> slot) {
-  STOA_ASSIGN(auto dumps, impl_of(store).recorder(slot));
+  STOA_ASSIGN(auto dumps, internal::impl_of(store)->recorder(slot));
   std::vector<RecorderDump> out;
   out.reserve(dumps.size());
   for (internal::RecorderDump& d : dumps) {
@@ -37,7 +33,7 @@ Result<std::vector<RecorderDump>> Admin::recorder(Store& store, std::optional<ui
 }
 
 Result<LogCheck> Admin::check_log(Store& store) {
-  internal::StoreImpl& s = impl_of(store);
+  internal::StoreImpl& s = *internal::impl_of(store);
   if (!s.has_log()) return Error(Code::kClosed, s.path() + ": the store has no log");
   LogCheck c;
   s.log().verify(&c.records, &c.checkpoint_keys, &c.problems);
@@ -45,9 +41,9 @@ Result<LogCheck> Admin::check_log(Store& store) {
   return c;
 }
 
-bool Admin::opened_alone(Store& store) { return impl_of(store).opened_alone(); }
+bool Admin::opened_alone(Store& store) { return internal::impl_of(store)->opened_alone(); }
 
-void Admin::drain_parked(Store& store) { impl_of(store).drain_parked(); }
+void Admin::drain_parked(Store& store) { internal::impl_of(store)->drain_parked(); }
 
 StorePaths Admin::paths(const std::string& dir) {
   return StorePaths{dir + "/" + internal::kDataFileName, dir + "/" + internal::kLockFileName,
@@ -59,39 +55,41 @@ std::string Admin::checkpoint_path(const std::string& dir, uint64_t ts) {
 }
 
 Result<uint64_t> Admin::Blocks::alloc(size_t size) {
-  internal::SessionCore* c = core_of(*session_);
+  internal::SessionCore* c = internal::core_of(*session_);
   if (c == nullptr) return closed_session();
   return c->alloc(size);
 }
 
 Status Admin::Blocks::publish(uint64_t block) {
-  internal::SessionCore* c = core_of(*session_);
+  internal::SessionCore* c = internal::core_of(*session_);
   return c != nullptr ? c->publish(block) : Status(closed_session());
 }
 
 Status Admin::Blocks::retire(uint64_t block) {
-  internal::SessionCore* c = core_of(*session_);
+  internal::SessionCore* c = internal::core_of(*session_);
   return c != nullptr ? c->retire(block) : Status(closed_session());
 }
 
 Status Admin::Blocks::free(uint64_t block) {
-  internal::SessionCore* c = core_of(*session_);
+  internal::SessionCore* c = internal::core_of(*session_);
   return c != nullptr ? c->free(block) : Status(closed_session());
 }
 
 Result<const char*> Admin::Blocks::read(uint64_t block, size_t len) {
-  internal::SessionCore* c = core_of(*session_);
+  internal::SessionCore* c = internal::core_of(*session_);
   if (c == nullptr) return closed_session();
   return c->read(block, len);
 }
 
-const char* Admin::Blocks::view(uint64_t block) const { return core_of(*session_)->view(block); }
-
-char* Admin::Blocks::write_ptr(uint64_t block) const {
-  return core_of(*session_)->write_ptr(block);
+const char* Admin::Blocks::view(uint64_t block) const {
+  return internal::core_of(*session_)->view(block);
 }
 
-void Admin::Blocks::pin() { core_of(*session_)->pin(); }
-void Admin::Blocks::unpin() { core_of(*session_)->unpin(); }
+char* Admin::Blocks::write_ptr(uint64_t block) const {
+  return internal::core_of(*session_)->write_ptr(block);
+}
+
+void Admin::Blocks::pin() { internal::core_of(*session_)->pin(); }
+void Admin::Blocks::unpin() { internal::core_of(*session_)->unpin(); }
 
 }  // namespace stoa

@@ -38,11 +38,11 @@ TEST(Cycle, ThreadsSwapRetireReadNoUseAfterFree) {
     {
       auto s = (*store)->session();
       for (auto& sl : slots) {
-        auto n = s->core()->alloc(sizeof(Node));
+        auto n = stoa::internal::core_of(*s)->alloc(sizeof(Node));
         ASSERT_TRUE(n.ok());
-        auto* p = reinterpret_cast<Node*>(s->core()->write_ptr(*n));
+        auto* p = reinterpret_cast<Node*>(stoa::internal::core_of(*s)->write_ptr(*n));
         *p = Node{kMagic, *n, 0, *n ^ kMagic};
-        ASSERT_TRUE(s->core()->publish(*n).ok());
+        ASSERT_TRUE(stoa::internal::core_of(*s)->publish(*n).ok());
         sl.store(*n, std::memory_order_release);
       }
     }
@@ -54,14 +54,14 @@ TEST(Cycle, ThreadsSwapRetireReadNoUseAfterFree) {
       std::mt19937 rng(id);
       uint64_t v = 0;
       while (!stop.load(std::memory_order_relaxed)) {
-        auto n = s->core()->alloc(sizeof(Node) + rng() % 200);
+        auto n = stoa::internal::core_of(*s)->alloc(sizeof(Node) + rng() % 200);
         ASSERT_TRUE(n.ok()) << n.error().to_string();
-        auto* p = reinterpret_cast<Node*>(s->core()->write_ptr(*n));
+        auto* p = reinterpret_cast<Node*>(stoa::internal::core_of(*s)->write_ptr(*n));
         ++v;
         *p = Node{kMagic, *n, v, *n ^ kMagic ^ v};
-        ASSERT_TRUE(s->core()->publish(*n).ok());
+        ASSERT_TRUE(stoa::internal::core_of(*s)->publish(*n).ok());
         uint64_t old = slots[rng() % kSlots].exchange(*n, std::memory_order_acq_rel);
-        ASSERT_TRUE(s->core()->retire(old).ok());
+        ASSERT_TRUE(stoa::internal::core_of(*s)->retire(old).ok());
         writes.fetch_add(1, std::memory_order_relaxed);
       }
     };
@@ -70,10 +70,10 @@ TEST(Cycle, ThreadsSwapRetireReadNoUseAfterFree) {
       ASSERT_TRUE(s.ok());
       std::mt19937 rng(100 + id);
       while (!stop.load(std::memory_order_relaxed)) {
-        s->core()->pin();
+        stoa::internal::core_of(*s)->pin();
         for (int k = 0; k < 8; k++) {
           uint64_t off = slots[rng() % kSlots].load(std::memory_order_acquire);
-          const auto* p = reinterpret_cast<const Node*>(s->core()->view(off));
+          const auto* p = reinterpret_cast<const Node*>(stoa::internal::core_of(*s)->view(off));
           Node n;
           std::memcpy(&n, p, sizeof(n));
           if (n.magic != kMagic || n.self != off || n.check != (off ^ kMagic ^ n.value)) {
@@ -81,7 +81,7 @@ TEST(Cycle, ThreadsSwapRetireReadNoUseAfterFree) {
           }
           reads.fetch_add(1, std::memory_order_relaxed);
         }
-        s->core()->unpin();
+        stoa::internal::core_of(*s)->unpin();
       }
     };
     std::vector<std::thread> ts;

@@ -36,7 +36,7 @@ struct BtreeVerify : ::testing::Test {
     store.reset();
     std::filesystem::remove_all(dir);
   }
-  index::Btree& tree() { return store->impl()->txns().tree(); }
+  index::Btree& tree() { return stoa::internal::impl_of(*store)->txns().tree(); }
   std::string first_problem() {
     auto v = store->verify();
     EXPECT_TRUE(v.ok());
@@ -44,7 +44,7 @@ struct BtreeVerify : ::testing::Test {
   }
   // The leaf holding the first key.
   index::Node* first_leaf() {
-    region::Region& r = store->impl()->region();
+    region::Region& r = stoa::internal::impl_of(*store)->region();
     uint64_t n = tree().header()->root.load();
     for (;;) {
       auto* node = reinterpret_cast<index::Node*>(r.rw(n));
@@ -72,7 +72,7 @@ TEST_F(BtreeVerify, KeysOutOfOrderAreNamed) {
 }
 
 TEST_F(BtreeVerify, BrokenVersionChainIsNamed) {
-  region::Region& r = store->impl()->region();
+  region::Region& r = stoa::internal::impl_of(*store)->region();
   index::Node* leaf = first_leaf();
   auto* rec = reinterpret_cast<index::KeyRecord*>(r.rw(leaf->ptr[3].load()));
   auto* ver = reinterpret_cast<index::Version*>(r.rw(rec->head.load()));

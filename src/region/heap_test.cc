@@ -42,7 +42,7 @@ TEST_F(Fixture, AllocWriteReadFree) {
   open();
   auto s = store->session();
   ASSERT_TRUE(s.ok());
-  auto* c = s->core();
+  auto* c = stoa::internal::core_of(*s);
   std::set<uint64_t> seen;
   std::vector<std::pair<uint64_t, size_t>> blocks;
   std::mt19937 rng(1);
@@ -70,7 +70,7 @@ TEST_F(Fixture, AllocWriteReadFree) {
 TEST_F(Fixture, ErrorsAreValues) {
   open();
   auto s = store->session();
-  auto* c = s->core();
+  auto* c = stoa::internal::core_of(*s);
   EXPECT_EQ(c->alloc(0).code(), Code::kInvalidArgument);
   auto a = c->alloc(100);
   ASSERT_TRUE(a.ok());
@@ -89,7 +89,7 @@ TEST_F(Fixture, FullThenFreeMakesRoom) {
   o.grow_chunk = 1 << 20;
   open(o);
   auto s = store->session();
-  auto* c = s->core();
+  auto* c = stoa::internal::core_of(*s);
   std::vector<uint64_t> big;
   for (;;) {
     auto r = c->alloc(512 << 10);
@@ -113,8 +113,8 @@ TEST_F(Fixture, RetireGoesThroughCycles) {
   open();
   auto s = store->session();
   auto s2 = store->session();
-  auto* c = s->core();
-  auto* r = s2->core();
+  auto* c = stoa::internal::core_of(*s);
+  auto* r = stoa::internal::core_of(*s2);
   auto a = c->alloc(64);
   ASSERT_TRUE(c->publish(*a).ok());
   r->pin();  // a reader that might see it
@@ -133,17 +133,17 @@ TEST_F(Fixture, ReopenKeepsLiveBlocks) {
   uint64_t off;
   {
     auto s = store->session();
-    auto a = s->core()->alloc(1000);
+    auto a = stoa::internal::core_of(*s)->alloc(1000);
     off = *a;
-    std::memcpy(s->core()->write_ptr(off), "hello", 6);
-    ASSERT_TRUE(s->core()->publish(off).ok());
-    auto b = s->core()->alloc(1000);  // private: reclaimed at close
+    std::memcpy(stoa::internal::core_of(*s)->write_ptr(off), "hello", 6);
+    ASSERT_TRUE(stoa::internal::core_of(*s)->publish(off).ok());
+    auto b = stoa::internal::core_of(*s)->alloc(1000);  // private: reclaimed at close
     ASSERT_TRUE(b.ok());
   }
   store.reset();
   open();
   auto s = store->session();
-  auto p = s->core()->read(off, 6);
+  auto p = stoa::internal::core_of(*s)->read(off, 6);
   ASSERT_TRUE(p.ok());
   EXPECT_STREQ(*p, "hello");
   auto v = store->verify();

@@ -329,9 +329,9 @@ Result<std::unique_ptr<internal::StoreImpl>> open_alone(const std::string& path,
 }
 }  // namespace
 
-Result<RecoveryReport> Store::recover(const std::string& path, bool rebuild,
+Result<RecoveryReport> Store::recover(const std::string& path, RecoverMode mode,
                                       const Options& options) {
-  STOA_ASSIGN(auto impl, open_alone(path, rebuild, options));
+  STOA_ASSIGN(auto impl, open_alone(path, mode == RecoverMode::kRebuild, options));
   return impl->recovery();
 }
 

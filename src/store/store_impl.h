@@ -169,6 +169,8 @@ class StoreImpl final : public SessionHost {
 // Builds a public Store around an opened StoreImpl (tests open with their
 // own Env this way).
 struct StoreAccess {
+  static StoreImpl* impl(Store& s) { return s.impl_.get(); }
+  static SessionCore* core(Session& s) { return s.core_; }
   static std::unique_ptr<Store> wrap(std::unique_ptr<StoreImpl> impl) {
     return std::unique_ptr<Store>(new Store(std::move(impl)));
   }
@@ -178,6 +180,10 @@ struct StoreAccess {
     return wrap(std::move(impl));
   }
 };
+
+// What tests, benches and the api layer reach below the public API with.
+inline StoreImpl* impl_of(Store& s) { return StoreAccess::impl(s); }
+inline SessionCore* core_of(Session& s) { return StoreAccess::core(s); }
 
 }  // namespace stoa::internal
 

@@ -11,6 +11,7 @@
 
 #include "session/session_core.h"
 #include "stoa/store.h"
+#include "store/store_impl.h"
 
 namespace stoa {
 namespace {
@@ -197,7 +198,7 @@ TEST_F(TxnTest, LargeValueIsReadInPlace) {
   // read twice, sit at the same address (no copy was made).
   auto again = t.get("big");
   EXPECT_EQ(again->data(), v->data());
-  internal::SessionCore* core = s.core();
+  internal::SessionCore* core = stoa::internal::core_of(s);
   const char* base = core->view(0);
   EXPECT_GE(v->data(), base);
   EXPECT_LT(v->data(), base + store->stats()->file_size);
