@@ -612,7 +612,7 @@ TEST_F(DurableCorruption, DamagedLastRecordWithoutMarkIsReportedAsTruncated) {
 // flips a byte of the value after the checksum was computed (a torn write).
 uint64_t write_record(const std::string& store, uint64_t lsn, uint64_t synced,
                       const std::string& key, const std::string& value, bool corrupt_body) {
-  std::vector<log::Op> ops{log::Op{key, value, false}};
+  std::vector<log::Op> ops{log::Op{key, value, log::OpKind::kPut}};
   const uint64_t len = log::commit_size(ops);
   std::string buf(size_t(len), '\0');
   log::encode_commit(buf.data(), lsn, synced, ops);

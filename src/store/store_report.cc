@@ -25,6 +25,17 @@ const char* slot_state_name(uint32_t st, bool alive) {
 
 }  // namespace
 
+void copy_rebuild_report(const log::RebuildReport& from, RecoveryReport* to) {
+  to->rebuilt = true;
+  to->checkpoint_ts = from.checkpoint_ts;
+  to->checkpoint_keys = from.checkpoint_keys;
+  to->log_records = from.log_records;
+  to->log_bytes = from.log_bytes;
+  to->end_ts = from.end_ts;
+  to->truncated_bytes = from.truncated_bytes;
+  to->seconds = from.seconds;
+}
+
 Result<StoreStats> StoreImpl::stats() {
   if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
   StoreStats s;
@@ -52,11 +63,11 @@ Result<StoreStats> StoreImpl::stats() {
   s.keys = ih->records.load(std::memory_order_relaxed);
   s.last_commit_ts = ih->next_ts.load(std::memory_order_acquire);
   s.visible_ts = ih->visible_ts.load(std::memory_order_acquire);
-  const log::LogHeader* logh = log_->header();
-  s.durable_ts = logh->synced.load(std::memory_order_acquire);
-  s.checkpoint_ts = logh->checkpoint_ts.load(std::memory_order_acquire);
+  log::LogStats ls = log_->stats();
+  s.durable_ts = ls.durable_ts;
+  s.checkpoint_ts = ls.checkpoint_ts;
   s.log_bytes = s.last_commit_ts - std::min(s.last_commit_ts, s.checkpoint_ts);
-  s.log_failed = log_->failure();
+  s.log_failed = std::move(ls.failure);
   const uint64_t now = util::mono_ns();
   const double threshold = double(options_.stall_threshold.count()) / 1e3;
   for (uint32_t i = 0; i < table_->slot_count(); i++) {
