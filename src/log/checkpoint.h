@@ -1,8 +1,9 @@
 // log/checkpoint.h — checkpoint files: writing one from a snapshot, reading
 // one back block by block (layout.h has the bytes, checkpoint.cc the essay).
 //
-// Thread safety: a CheckpointReader belongs to one thread; the functions
-// are thread-safe.
+// Thread safety: a CheckpointReader belongs to one thread, and so does a
+// SnapshotSource (its implementation may say more); the functions are
+// thread-safe.
 #ifndef STOA_LOG_CHECKPOINT_H_
 #define STOA_LOG_CHECKPOINT_H_
 
