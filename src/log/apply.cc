@@ -15,7 +15,8 @@ OpApplier* ApplyRegistry::find(OpKind kind) const {
 }
 
 Status ApplyRegistry::apply(uint64_t ts, const std::vector<Op>& ops) const {
-  std::vector<OpApplier*> order;  // distinct appliers, by first op
+  std::vector<OpApplier*> order;  // distinct appliers, by first op; empty while only one
+  OpApplier* first = nullptr;
   for (const Op& op : ops) {
     OpApplier* a = find(op.kind);
     if (a == nullptr) {
@@ -23,9 +24,13 @@ Status ApplyRegistry::apply(uint64_t ts, const std::vector<Op>& ops) const {
                                                "registered for that kind",
                                                ts, kind_name(op.kind), op.key));
     }
+    if (first == nullptr) first = a;
+    if (a == first && order.empty()) continue;
+    if (order.empty()) order.push_back(first);
     if (std::find(order.begin(), order.end(), a) == order.end()) order.push_back(a);
   }
-  if (order.size() == 1) return order[0]->apply(ts, ops);  // the common case: no copy
+  if (first == nullptr) return {};
+  if (order.empty()) return first->apply(ts, ops);  // the common case: one applier, no copy
   std::vector<Op> mine;
   for (OpApplier* a : order) {
     mine.clear();
