@@ -12,6 +12,11 @@
 // skipped. A record whose checksum matches but whose ops do not decode (an
 // unknown kind) is kCorrupt: it is no torn write.
 //
+// A checkpoint removes the segments wholly before it (checkpoint.cc): a
+// tailer that falls behind the last checkpoint (LogHeader::checkpoint_ts)
+// finds its segment gone and sees only "no more yet"; it must compare
+// position() with the checkpoint and read the checkpoint instead.
+//
 // Thread safety: a LogReader belongs to one thread; many may read one log.
 #ifndef STOA_LOG_READER_H_
 #define STOA_LOG_READER_H_
