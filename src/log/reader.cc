@@ -59,8 +59,13 @@ bool LogReader::next(uint64_t upto) {
       if (!files_->read(pos_, buf_.data(), h.len).ok() || !commit_sum_ok(buf_.data(), h.len)) {
         return at_end();
       }
-      status_ = decode_commit(buf_.data(), h.len, pos_, &ops_);
-      if (!status_.ok()) return false;
+      if (Status st = decode_commit(buf_.data(), h.len, pos_, &ops_); !st.ok()) {
+        const uint64_t seg = files_->segment_size();
+        status_ =
+            Error(Code::kCorrupt, fmt::format("{}: offset {}: {}", files_->segment_path(pos_ / seg),
+                                              pos_ % seg, st.error().message()));
+        return false;
+      }
     }
     known_ = std::max(known_, h.synced);
     pos_ += h.len;
