@@ -10,7 +10,7 @@
 // header_ok() at the record's own LSN, then decode_commit(). When a commit
 // decodes, encode_commit() of its ops must give the same bytes as the input
 // once the fields the decoder ignores are made canonical (header flags and
-// reserved word, op flag bits other than delete, a delete's value length,
+// reserved word, a delete's value length,
 // the padding after the last op), and must decode to the same ops; a
 // padding header must survive padding(). A mismatch aborts. Reaches
 // header_ok, decode_commit, commit_size, encode_commit and padding.
@@ -37,7 +37,7 @@ namespace {
 bool same_ops(const std::vector<log::Op>& a, const std::vector<log::Op>& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); i++) {
-    if (a[i].key != b[i].key || a[i].del != b[i].del || a[i].value != b[i].value) return false;
+    if (a[i].key != b[i].key || a[i].kind != b[i].kind || a[i].value != b[i].value) return false;
   }
   return true;
 }
@@ -54,10 +54,9 @@ std::string canonical(std::string rec, const std::vector<log::Op>& ops) {
   for (const log::Op& op : ops) {  // op headers are not aligned: copy them
     log::OpHeader o;
     std::memcpy(&o, rec.data() + p, sizeof(o));
-    o.flags &= log::kOpDelete;
-    if (op.del) o.val_len = 0;
+    if (!log::has_value(op.kind)) o.val_len = 0;
     std::memcpy(rec.data() + p, &o, sizeof(o));
-    p += sizeof(o) + op.key.size() + (op.del ? 0 : op.value.size());
+    p += sizeof(o) + op.key.size() + (log::has_value(op.kind) ? op.value.size() : 0);
   }
   std::memset(rec.data() + p, 0, rec.size() - p);
   fix_record_checksum(rec.data(), rec.size());
@@ -74,7 +73,8 @@ void round_trip_commit(const std::string& rec, const log::RecordHeader& h,
   std::memcpy(&h2, out.data(), sizeof(h2));
   if (!log::header_ok(h2, h.lsn, h.len)) fail("re-encoded header fails header_ok");
   std::vector<log::Op> again;
-  if (!log::decode_commit(out.data(), h2.len, &again)) fail("re-encoded record does not decode");
+  if (!log::decode_commit(out.data(), h2.len, h.lsn, &again).ok())
+    fail("re-encoded record does not decode");
   if (!same_ops(ops, again)) fail("re-encoded record decodes to other ops");
 }
 
@@ -89,10 +89,15 @@ void round_trip_padding(const log::RecordHeader& h) {
 std::vector<Seed> fuzz_seeds() {
   static const std::string kLong(300, 'x');  // Ops are views: it must outlive them
   const std::vector<std::vector<log::Op>> sets = {
-      {{"k", "v", false}},
-      {{"key-000001", "value", false}, {"gone", "", true}},
-      {{"empty", "", false}, {"x", kLong, false}, {"d", "", true}},
-      {{"a", "1", false}, {"b", "22", false}, {"c", "333", false}, {"e", "4444", false}},
+      {{"k", "v", log::OpKind::kPut}},
+      {{"key-000001", "value", log::OpKind::kPut}, {"gone", "", log::OpKind::kDelete}},
+      {{"empty", "", log::OpKind::kPut},
+       {"x", kLong, log::OpKind::kPut},
+       {"d", "", log::OpKind::kDelete}},
+      {{"a", "1", log::OpKind::kPut},
+       {"b", "22", log::OpKind::kPut},
+       {"c", "333", log::OpKind::kPut},
+       {"e", "4444", log::OpKind::kPut}},
   };
   std::vector<Seed> seeds;
   uint64_t lsn = 4096;
@@ -136,7 +141,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* in, size_t size) {
   }
   rec.resize(size_t(h.len));
   std::vector<log::Op> ops;
-  out.decoded = log::decode_commit(rec.data(), h.len, &ops);
+  out.decoded = log::decode_commit(rec.data(), h.len, h.lsn, &ops).ok();
   if (out.decoded) round_trip_commit(rec, h, ops);
   return 0;
 }

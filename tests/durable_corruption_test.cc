@@ -610,9 +610,11 @@ TEST_F(DurableCorruption, DamagedLastRecordWithoutMarkIsReportedAsTruncated) {
 // Writes a commit record of one put at `lsn` into the segment files (the
 // record must fit in its segment); returns its length. `corrupt_body`
 // flips a byte of the value after the checksum was computed (a torn write).
+// `kind`: of the op (a put unless said).
 uint64_t write_record(const std::string& store, uint64_t lsn, uint64_t synced,
-                      const std::string& key, const std::string& value, bool corrupt_body) {
-  std::vector<log::Op> ops{log::Op{key, value, false}};
+                      const std::string& key, const std::string& value, bool corrupt_body,
+                      log::OpKind kind = log::OpKind::kPut) {
+  std::vector<log::Op> ops{log::Op{key, value, kind}};
   const uint64_t len = log::commit_size(ops);
   std::string buf(size_t(len), '\0');
   log::encode_commit(buf.data(), lsn, synced, ops);
@@ -670,6 +672,20 @@ TEST_F(DurableCorruption, RecordPastTheTearClaimingItWasSyncedRefuses) {
   ASSERT_FALSE(r.ok()) << "cut a record that a later record says was synced";
   EXPECT_EQ(r.code(), Code::kCorrupt) << err(r);
   EXPECT_TRUE(contains(r.error().message(), named(path_, end))) << err(r);
+}
+
+// A well-formed record (its checksum matches) of an op kind this build does
+// not know, past the last sync: no torn write, so a rebuild refuses it,
+// naming the record, instead of cutting it as a torn tail.
+TEST_F(DurableCorruption, RecordOfUnknownKindRefuses) {
+  copy_store(plain_->path, path_);
+  const uint64_t end = plain_->end_ts;
+  write_record(path_, end, end, "later", "layer's operand", false, log::OpKind(log::kOpKindCount));
+  auto r = Store::recover(path_, RecoverMode::kRebuild, store_options());
+  ASSERT_FALSE(r.ok()) << "replayed or cut a record of an unknown kind";
+  EXPECT_EQ(r.code(), Code::kCorrupt) << err(r);
+  EXPECT_TRUE(contains(r.error().message(), fmt::format("log record at {}", end))) << err(r);
+  EXPECT_TRUE(contains(r.error().message(), "unknown kind")) << err(r);
 }
 
 // Garbage in the zeroed, preallocated part of the last segment (past the

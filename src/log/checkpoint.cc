@@ -1,12 +1,12 @@
 // log/checkpoint.cc — checkpoints: the store as of one snapshot, in a file.
 //
 // A checkpoint bounds recovery time and log size. It runs online: the
-// checkpointer announces a snapshot C in its session slot (so trimming
-// keeps, for every key, the version visible at C), syncs the log up to C,
-// then walks the index in chunks of keys, pinning a cycle for one chunk at
-// a time (so reclamation goes on; between chunks it re-seeks from the last
-// key, since nodes may have been replaced). Writers and readers never wait
-// for it.
+// checkpointer takes a snapshot C through a SnapshotSource (the store's
+// announces C in its session slot, so trimming keeps, for every key, the
+// version visible at C; store/store_snapshot.cc), syncs the log up to C,
+// then has the source walk the keys in chunks, pinning a cycle for one
+// chunk at a time (so reclamation goes on); blocks are written between
+// chunks, with nothing pinned. Writers and readers never wait for it.
 //
 // The file is written under a temporary name, synced, renamed to
 // ckpt-<C>.stoa and the directory synced: a torn or half-written checkpoint
@@ -30,7 +30,6 @@
 
 #include "crash/crash_point.h"
 #include "log/log.h"
-#include "store/store_impl.h"
 #include "util/hash.h"
 #include "util/scope_exit.h"
 
@@ -38,7 +37,6 @@ namespace stoa::internal {
 
 namespace {
 constexpr uint64_t kBlockTarget = uint64_t{1} << 20;
-constexpr int kChunkKeys = 256;
 
 uint64_t block_sum(const char* body, uint64_t len, uint64_t index) {
   return util::checksum64(body, size_t(len), 0x434b5054 ^ index);
@@ -73,15 +71,10 @@ Result<std::optional<std::string>> newest_checkpoint(Env* env, const std::string
   return std::optional<std::string>(dir + "/" + checkpoint_name(*best));
 }
 
-Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
-                                    const std::string& dir,
+Result<SnapshotFile> write_snapshot(SnapshotSource& src, const region::FileHeader& fh,
+                                    uint64_t segment_size, Env* env, const std::string& dir,
                                     const std::function<Status(uint64_t)>& before_write) {
-  TxnManager& mgr = store->txns();
-  index::Btree& tree = mgr.tree();
-  region::Region& r = store->region();
-  session::SessionSlot* slot = s.slot_ptr();
-  const uint64_t ts = mgr.take_snapshot(slot);
-  auto drop = util::scope_exit([&] { TxnManager::drop_snapshot(slot); });
+  const uint64_t ts = src.take();
   if (before_write) STOA_TRY(before_write(ts));
 
   SnapshotFile out;
@@ -91,7 +84,6 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   STOA_ASSIGN(int fd, env->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644));
   auto closer = util::scope_exit([&] { env->close(fd); });
 
-  const region::FileHeader& fh = r.header();
   log::CheckpointHeader h{};
   std::memcpy(h.magic, log::kCheckpointMagic, sizeof(h.magic));
   h.format_version = log::kCheckpointFormat;
@@ -100,7 +92,7 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   h.max_size = fh.max_size;
   h.grow_chunk = fh.grow_chunk;
   h.max_sessions = fh.max_sessions;
-  h.segment_size = store->log().files().segment_size();
+  h.segment_size = segment_size;
   h.checksum = util::checksum64(&h, offsetof(log::CheckpointHeader, checksum));
   uint64_t at = 0;
   auto put = [&](const void* p, uint64_t n) -> Status {
@@ -125,49 +117,22 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
     return {};
   };
 
-  std::string last;
-  bool started = false, done = false, bad = false;
-  while (!done) {
-    s.pin();
-    index::Btree::Iter it(&tree);
-    it.seek(last, false);
-    if (started && it.valid() && tree.key_of(it.record()) == last) it.next();
-    for (int n = 0; n < kChunkKeys && it.valid(); n++, it.next()) {
-      std::string_view key = tree.key_of(it.record());
-      const uint64_t v = tree.version_at(it.record(), ts);
-      // Damage, or keys out of order (which would make the walk resume
-      // behind itself forever): no checkpoint.
-      if (it.damaged() || v == index::Btree::kDamaged || (started && key <= last)) {
-        bad = true;
-        break;
-      }
-      last.assign(key);
-      started = true;
-      if (v == 0) continue;
-      const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
-      const uint64_t len = ver->len;
-      const uint64_t src = ver->blob != 0 ? ver->blob : v + sizeof(index::Version);
-      uint32_t kl = uint32_t(key.size()), pad = 0;
-      body.append(reinterpret_cast<const char*>(&kl), 4);
-      body.append(reinterpret_cast<const char*>(&pad), 4);
-      body.append(reinterpret_cast<const char*>(&len), 8);
-      body.append(key);
-      body.append(r.ro(src), size_t(len));
-      body.resize(size_t(log::align8(body.size())), '\0');
-      count++;
-      out.keys++;
-    }
-    const bool damaged = it.damaged() || bad;
-    done = !it.valid();
-    s.unpin();
-    if (damaged) {
-      return Error(Code::kCorrupt, fmt::format("{}/stoa.data: the index fails its checks after "
-                                               "key '{}': no checkpoint written (stoa verify "
-                                               "names the damage)",
-                                               store->path(), last));
-    }
-    if (body.size() >= kBlockTarget || done) STOA_TRY(emit());
-  }
+  auto entry = [&](std::string_view key, std::string_view value) {
+    const uint32_t kl = uint32_t(key.size()), pad = 0;
+    const uint64_t len = value.size();
+    body.append(reinterpret_cast<const char*>(&kl), 4);
+    body.append(reinterpret_cast<const char*>(&pad), 4);
+    body.append(reinterpret_cast<const char*>(&len), 8);
+    body.append(key);
+    body.append(value);
+    body.resize(size_t(log::align8(body.size())), '\0');
+    count++;
+    out.keys++;
+  };
+  STOA_TRY(src.scan(entry, [&](bool last) -> Status {
+    if (body.size() >= kBlockTarget || last) STOA_TRY(emit());
+    return {};
+  }));
   log::CheckpointFooter f{log::kFooterMagic, 0, blocks, out.keys, ts, 0};
   f.checksum = util::checksum64(&f, offsetof(log::CheckpointFooter, checksum));
   STOA_TRY(put(&f, sizeof(f)));
@@ -181,7 +146,8 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
 }
 
 // The lock is taken on one of two paths (wait or try); the scope_exit releases it.
-Result<CheckpointInfo> LogManager::checkpoint(SessionCore& s, bool wait) NO_THREAD_SAFETY_ANALYSIS {
+Result<CheckpointInfo> LogManager::checkpoint(SnapshotSource& src,
+                                              bool wait) NO_THREAD_SAFETY_ANALYSIS {
   // A dead checkpointer needs no repair here: its temporary file is
   // removed below.
   if (wait) {
@@ -199,10 +165,12 @@ Result<CheckpointInfo> LogManager::checkpoint(SessionCore& s, bool wait) NO_THRE
     }
   }
   const uint64_t prev = hdr_->checkpoint_ts.load(std::memory_order_relaxed);
-  auto f = write_snapshot(store_, s, env_, dir, [&](uint64_t ts) -> Status {
-    if (ts == prev && prev != 0) return Error(Code::kExists, "no commit since the last checkpoint");
-    return flush(ts);
-  });
+  auto f =
+      write_snapshot(src, *ctx_.file, files_.segment_size(), env_, dir, [&](uint64_t ts) -> Status {
+        if (ts == prev && prev != 0)
+          return Error(Code::kExists, "no commit since the last checkpoint");
+        return flush(ts);
+      });
   if (!f.ok()) {
     if (f.error().code() == Code::kExists) {
       return CheckpointInfo{prev, hdr_->checkpoint_bytes.load(), 0};
@@ -301,7 +269,7 @@ Result<bool> CheckpointReader::next(std::vector<log::Op>* entries) {
     const uint64_t left = uint64_t(end - p);
     if (kl == 0 || kl > left || vl > left - kl) return corrupt(at_, "block entry overruns");
     entries->push_back(
-        log::Op{std::string_view(p, kl), std::string_view(p + kl, size_t(vl)), false});
+        log::Op{std::string_view(p, kl), std::string_view(p + kl, size_t(vl)), log::OpKind::kPut});
     p += log::align8(kl + vl);
   }
   at_ += sizeof(b) + b.bytes;

@@ -46,12 +46,22 @@ struct RecordHeader {
 static_assert(sizeof(RecordHeader) == 48);
 static_assert(std::is_standard_layout_v<RecordHeader>);
 
-// One put or delete in a commit record's body, followed by key_len key bytes
-// and val_len value bytes (none for a delete).
-inline constexpr uint32_t kOpDelete = 1;
+// The kind of an op: what replay does with it (log/apply.h maps each kind
+// to the applier of the layer that owns it). Stored in OpHeader::kind, the
+// word that held the delete flag (bit 0) before kinds: put and delete keep
+// their bytes. A later layer adds a kind here, raises kOpKindCount and
+// registers an applier; a kind this build does not know is kCorrupt.
+enum class OpKind : uint32_t {
+  kPut = 0,     // value: the key's new value
+  kDelete = 1,  // no value bytes (val_len written 0, ignored when read)
+};
+inline constexpr uint32_t kOpKindCount = 2;  // kinds this build decodes: [0, kOpKindCount)
+
+// One op in a commit record's body, followed by key_len key bytes and
+// val_len value bytes (none for a delete).
 struct OpHeader {
   uint32_t key_len;
-  uint32_t flags;  // kOpDelete
+  uint32_t kind;  // an OpKind
   uint64_t val_len;
 };
 static_assert(sizeof(OpHeader) == 16);

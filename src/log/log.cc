@@ -19,7 +19,7 @@
 //     note the holder's slot, create the segment if the record would run
 //     past the allocated end (ENOSPC here fails the commit cleanly: nothing
 //     is reserved yet), write [start, start+len) into the session's commit
-//     record, then advance the tail (IndexHeader::next_ts). Announce start.
+//     record, then advance the tail (the clock's next_ts). Announce start.
 //  2. Validate. A transaction that fails writes a padding record over its
 //     range, so the log has no holes.
 //  3. Commit point (kInstalling), then write the record with pwrite, then
@@ -62,7 +62,6 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
-#include "store/store_impl.h"
 #include "util/futex.h"
 
 namespace stoa::internal {
@@ -77,12 +76,8 @@ std::string& encode_buffer() {
 
 }  // namespace
 
-LogManager::LogManager(StoreImpl* store, Env* env, const std::string& dir, uint64_t segment_size)
-    : store_(store),
-      env_(env),
-      hdr_(reinterpret_cast<log::LogHeader*>(
-          store->region().rw(region::kRootsOffset + log::kLogHeaderOffset))),
-      files_(env, dir, segment_size) {}
+LogManager::LogManager(LogContext ctx, Env* env, const std::string& dir, uint64_t segment_size)
+    : ctx_(std::move(ctx)), env_(env), hdr_(ctx_.header), files_(env, dir, segment_size) {}
 
 LogManager::~LogManager() { stop(); }
 
@@ -99,14 +94,14 @@ void LogManager::init_alone(bool fresh) {
   hdr_->ckpt_request.store(0, std::memory_order_relaxed);
   // Segments past the tail may be missing (a rebuild cut them): make the
   // next reservation create what it needs.
-  uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
+  uint64_t tail = ctx_.next_ts->load(std::memory_order_relaxed);
   uint64_t seg = files_.segment_size();
   hdr_->allocated_end.store(tail / seg * seg, std::memory_order_relaxed);
   if (hdr_->synced.load(std::memory_order_relaxed) > tail) hdr_->synced.store(tail);
 }
 
 void LogManager::start() {
-  const Options& o = store_->options();
+  const Options& o = *ctx_.options;
   // watchdog_interval 0 asks for no background threads (options.h): group
   // commits then sync inline, and checkpoints run when asked for.
   if (o.watchdog_interval.count() == 0) return;
@@ -145,10 +140,10 @@ void LogManager::forget_after_fork() {
 
 void LogManager::repair_reserve_locked() {
   const uint32_t slot = hdr_->reserve_slot;
-  session::SessionTable& t = store_->table();
+  session::SessionTable& t = *ctx_.table;
   if (slot >= t.slot_count()) return;
   txn::TxnSlot& ts = t.slot(slot)->txn;
-  const uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
+  const uint64_t tail = ctx_.next_ts->load(std::memory_order_relaxed);
   if (ts.log_len != 0 && ts.log_start + ts.log_len > tail) ts.log_len = 0;  // never reserved
 }
 
@@ -156,14 +151,13 @@ Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
   util::ShmLock g(hdr_->reserve_mu, [&]() NO_THREAD_SAFETY_ANALYSIS { repair_reserve_locked(); });
   hdr_->reserve_slot = s.slot();
   STOA_CRASH_POINT(kLogReserveLocked);
-  index::IndexHeader* ih = store_->txns().header();
   Status st;
   uint64_t start = 0;
   if (uint64_t f = hdr_->failed_at.load(); f != 0) {
     st = Error(Code::kIo, fmt::format("the log failed at {} ({}); reopen the store to repair it", f,
                                       failure()));
   } else {
-    start = ih->next_ts.load(std::memory_order_relaxed);
+    start = ctx_.next_ts->load(std::memory_order_relaxed);
     const uint64_t end = start + len;
     uint64_t have = hdr_->allocated_end.load(std::memory_order_relaxed);
     if (end > have) {
@@ -180,7 +174,7 @@ Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
       txn::TxnSlot& t = s.slot_ptr()->txn;
       t.log_start = start;
       t.log_len = len;
-      ih->next_ts.store(end, std::memory_order_seq_cst);
+      ctx_.next_ts->store(end, std::memory_order_seq_cst);
       STOA_CRASH_POINT(kLogReserveAdvanced);
     }
   }
@@ -220,11 +214,11 @@ Status LogManager::settle_locked(uint64_t* log_start, uint64_t* log_len, bool co
                                  const std::vector<log::Op>* ops) {
   {
     util::ShmLock g(hdr_->reserve_mu, [&]() NO_THREAD_SAFETY_ANALYSIS { repair_reserve_locked(); });
-    const uint64_t tail = store_->txns().header()->next_ts.load(std::memory_order_relaxed);
+    const uint64_t tail = ctx_.next_ts->load(std::memory_order_relaxed);
     if (*log_len != 0 && *log_start + *log_len > tail) *log_len = 0;  // never reserved
   }
   if (*log_len == 0) return {};
-  store_->table().header()->counters.log_settled.fetch_add(1, std::memory_order_relaxed);
+  ctx_.table->header()->counters.log_settled.fetch_add(1, std::memory_order_relaxed);
   Status st = committed && ops != nullptr && !ops->empty()
                   ? write_commit(*log_start, *log_len, *ops)
                   : write_padding(*log_start, *log_len);
@@ -241,6 +235,14 @@ void LogManager::fail(uint64_t at, const Error& why) {
   }
   uint64_t expected = 0;
   hdr_->failed_at.compare_exchange_strong(expected, std::max<uint64_t>(at, 1));
+}
+
+log::LogStats LogManager::stats() const {
+  log::LogStats s;
+  s.durable_ts = hdr_->synced.load(std::memory_order_acquire);
+  s.checkpoint_ts = hdr_->checkpoint_ts.load(std::memory_order_acquire);
+  s.failure = failure();
+  return s;
 }
 
 std::string LogManager::failure() const {
@@ -272,7 +274,7 @@ Status LogManager::flush(uint64_t target) {
     } else if (failed != 0 && target > failed) {
       st = Error(Code::kIo, fmt::format("commit at {} is not durable: {}", target, failure()));
     } else {
-      uint64_t upto = store_->txns().header()->visible_ts.load(std::memory_order_seq_cst);
+      uint64_t upto = ctx_.visible_ts->load(std::memory_order_seq_cst);
       if (failed != 0) upto = std::min(upto, failed);
       STOA_CRASH_POINT(kLogFlushLocked);
       Status s = files_.sync(from, upto);
@@ -300,7 +302,7 @@ Status LogManager::flush(uint64_t target) {
 }
 
 Status LogManager::flush_all() {
-  uint64_t v = store_->txns().header()->visible_ts.load(std::memory_order_seq_cst);
+  uint64_t v = ctx_.visible_ts->load(std::memory_order_seq_cst);
   return flush(v);
 }
 
@@ -327,7 +329,7 @@ Status LogManager::after_commit(uint64_t ts, Durability mode) {
 }
 
 void LogManager::flusher_loop() {
-  const auto window = store_->options().group_window;
+  const auto window = ctx_.options->group_window;
   started_.fetch_add(1, std::memory_order_release);
   while (!stop_flag_.load()) {
     util::futex_wait(&hdr_->flush_request, 0, 100'000'000);
@@ -348,7 +350,7 @@ void LogManager::flusher_loop() {
 // --- checkpoint triggering -----------------------------------------------------
 
 void LogManager::request_checkpoint(uint64_t ts) {
-  const uint64_t every = store_->options().checkpoint_log_bytes;
+  const uint64_t every = ctx_.options->checkpoint_log_bytes;
   if (every == 0) return;
   const uint64_t since = ts - std::min(ts, hdr_->checkpoint_ts.load(std::memory_order_relaxed));
   if (since < std::max(every, hdr_->checkpoint_bytes.load(std::memory_order_relaxed))) return;
@@ -365,11 +367,11 @@ void LogManager::checkpointer_loop() {
     if (stop_flag_.load()) break;
     if (hdr_->ckpt_request.load() == 0) continue;
     util::MutexLock awake(pause_mu_);
-    auto s = store_->new_session();
-    if (!s.ok()) continue;
-    auto r = checkpoint(**s, /*wait=*/false);
+    auto src = ctx_.open_snapshot();
+    if (!src.ok()) continue;
+    auto r = checkpoint(**src, /*wait=*/false);
     if (r.ok() || r.error().code() != Code::kBusy) hdr_->ckpt_request.store(0);
-    (void)store_->close_session(*s);
+    src->reset();  // closes its session
     if (!r.ok() && r.error().code() == Code::kBusy) {
       util::MutexLock g(thread_mu_);
       thread_cv_.wait_for(thread_mu_, std::chrono::milliseconds(10),

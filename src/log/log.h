@@ -17,19 +17,46 @@
 #include <thread>
 #include <vector>
 
+#include <functional>
+
 #include "env/env.h"
+#include "log/apply.h"
+#include "log/checkpoint.h"
 #include "log/layout.h"
 #include "log/log_file.h"
 #include "log/record.h"
+#include "region/layout.h"
+#include "session/session_core.h"
+#include "session/session_table.h"
 #include "stoa/options.h"
 #include "stoa/result.h"
-#include "stoa/store.h"
 #include "util/mutex.h"
 
-namespace stoa::internal {
+namespace stoa::log {
 
-class StoreImpl;
-class SessionCore;
+// What a rebuild did (the store folder copies it into the public
+// RecoveryReport).
+struct RebuildReport {
+  uint64_t checkpoint_ts = 0;    // checkpoint replayed from (0: none)
+  uint64_t checkpoint_keys = 0;  // keys loaded from it
+  uint64_t log_records = 0;      // commit records replayed after it
+  uint64_t log_bytes = 0;        // log bytes read after it
+  uint64_t end_ts = 0;           // the end of the valid log
+  uint64_t truncated_bytes = 0;  // torn tail cut
+  double seconds = 0;
+};
+
+// The log's part of the store's stats (the store folder copies it into
+// the public StoreStats).
+struct LogStats {
+  uint64_t durable_ts = 0;     // every commit at or below it is on disk
+  uint64_t checkpoint_ts = 0;  // the last completed checkpoint (0: none)
+  std::string failure;         // why the log failed in this run, or empty
+};
+
+}  // namespace stoa::log
+
+namespace stoa::internal {
 
 struct CheckpointInfo {
   uint64_t ts = 0;
@@ -37,9 +64,26 @@ struct CheckpointInfo {
   uint64_t keys = 0;
 };
 
+// What the log reads and calls of the rest of the store; the store folder
+// fills it. Every pointer outlives the LogManager.
+struct LogContext {
+  log::LogHeader* header = nullptr;          // in the roots page
+  const region::FileHeader* file = nullptr;  // the data file's parameters (checkpoints)
+  // The MVCC clock (the commit tail, the visibility watermark, the low
+  // water mark; a rebuild sets all three).
+  std::atomic<uint64_t>* next_ts = nullptr;
+  std::atomic<uint64_t>* visible_ts = nullptr;
+  std::atomic<uint64_t>* low_water = nullptr;
+  session::SessionTable* table = nullptr;  // reservation repair, counters
+  const Options* options = nullptr;        // durability, group window, checkpoint trigger
+  // For the checkpointer thread: a snapshot source over a session of its
+  // own, which destroying the source closes.
+  std::function<Result<std::unique_ptr<SnapshotSource>>()> open_snapshot;
+};
+
 class LogManager {
  public:
-  LogManager(StoreImpl* store, Env* env, const std::string& dir, uint64_t segment_size);
+  LogManager(LogContext ctx, Env* env, const std::string& dir, uint64_t segment_size);
   ~LogManager();
 
   log::LogHeader* header() const { return hdr_; }
@@ -80,6 +124,7 @@ class LogManager {
   // Marks the log failed from `at` (first failure wins) with `why`.
   void fail(uint64_t at, const Error& why);
   std::string failure() const;
+  log::LogStats stats() const;
 
   // --- dead sessions -----------------------------------------------------
   // Settles the dead session's log range (under reserve_mu, so a death
@@ -90,15 +135,16 @@ class LogManager {
   void settle_dead(uint64_t* log_start, uint64_t* log_len, bool committed, Fn ops_fn);
 
   // --- checkpoints -------------------------------------------------------
-  // Writes a checkpoint of the newest snapshot into this store's log
-  // directory, then drops older checkpoints and log segments. Uses session
-  // `s` (not in a transaction). kBusy when another one is running.
-  Result<CheckpointInfo> checkpoint(SessionCore& s, bool wait);
+  // Writes a checkpoint of a snapshot `src` takes into this store's log
+  // directory, then drops older checkpoints and log segments. kBusy when
+  // another one is running (and !wait).
+  Result<CheckpointInfo> checkpoint(SnapshotSource& src, bool wait);
 
   // --- recovery (recovery.cc) ----------------------------------------------
   // Alone, on an empty (fresh) data file: loads the newest checkpoint in
-  // the log directory and replays the log after it. Fills the report.
-  Status rebuild(SessionCore& s, RecoveryReport* report);
+  // the log directory and replays the log after it, each op through the
+  // applier `apply` has for its kind. Fills the report.
+  Status rebuild(const log::ApplyRegistry& apply, log::RebuildReport* report);
   // A durable mark known from outside the log (the clean-shutdown sidecar):
   // the log below it was on disk, so damage there is not a torn tail.
   void set_known_synced(uint64_t ts) { known_synced_ = ts; }
@@ -114,7 +160,7 @@ class LogManager {
   void checkpointer_loop();
   void request_checkpoint(uint64_t ts);
 
-  StoreImpl* store_;
+  LogContext ctx_;
   Env* env_;
   uint64_t known_synced_ = 0;
   log::LogHeader* hdr_;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "util/hash.h"
 
 namespace stoa::log {
@@ -13,11 +15,26 @@ uint64_t record_sum(const char* rec, uint64_t len) {
   uint64_t a = util::checksum64(rec, kAt, 0x4c4f4752);
   return util::checksum64(rec + sizeof(RecordHeader), size_t(len - sizeof(RecordHeader)), a);
 }
+
+Error corrupt(uint64_t lsn, std::string_view what) {
+  return Error(Code::kCorrupt, fmt::format("log record at {}: {}", lsn, what));
+}
 }  // namespace
+
+std::string kind_name(OpKind k) {
+  switch (k) {
+    case OpKind::kPut:
+      return "put";
+    case OpKind::kDelete:
+      return "delete";
+  }
+  return fmt::format("kind {}", uint32_t(k));
+}
 
 uint64_t commit_size(const std::vector<Op>& ops) {
   uint64_t n = sizeof(RecordHeader);
-  for (const Op& op : ops) n += sizeof(OpHeader) + op.key.size() + (op.del ? 0 : op.value.size());
+  for (const Op& op : ops)
+    n += sizeof(OpHeader) + op.key.size() + (has_value(op.kind) ? op.value.size() : 0);
   return align8(n);
 }
 
@@ -32,13 +49,13 @@ void encode_commit(char* out, uint64_t lsn, uint64_t synced, const std::vector<O
   h.count = uint32_t(ops.size());
   char* p = out + sizeof(RecordHeader);
   for (const Op& op : ops) {
-    OpHeader o{uint32_t(op.key.size()), op.del ? kOpDelete : 0u,
-               op.del ? 0 : uint64_t(op.value.size())};
+    const bool value = has_value(op.kind);
+    OpHeader o{uint32_t(op.key.size()), uint32_t(op.kind), value ? uint64_t(op.value.size()) : 0};
     std::memcpy(p, &o, sizeof(o));
     p += sizeof(o);
     std::memcpy(p, op.key.data(), op.key.size());
     p += op.key.size();
-    if (!op.del && !op.value.empty()) {
+    if (value && !op.value.empty()) {
       std::memcpy(p, op.value.data(), op.value.size());
       p += op.value.size();
     }
@@ -71,31 +88,45 @@ bool header_ok(const RecordHeader& h, uint64_t lsn, uint64_t max_len) {
   return h.type == uint16_t(RecordType::kCommit);
 }
 
-bool decode_commit(const char* rec, uint64_t len, std::vector<Op>* ops) {
+bool commit_sum_ok(const char* rec, uint64_t len) {
   RecordHeader h;
   std::memcpy(&h, rec, sizeof(h));
-  if (h.len != len || record_sum(rec, len) != h.checksum) return false;
+  return h.len == len && record_sum(rec, len) == h.checksum;
+}
+
+Status decode_commit(const char* rec, uint64_t len, uint64_t lsn, std::vector<Op>* ops) {
   ops->clear();
+  if (len < sizeof(RecordHeader)) return corrupt(lsn, fmt::format("{} bytes is no record", len));
+  RecordHeader h;
+  std::memcpy(&h, rec, sizeof(h));
+  if (!header_ok(h, lsn, len) || h.type != uint16_t(RecordType::kCommit)) {
+    return corrupt(lsn, "bad commit record header");
+  }
+  if (h.len != len) return corrupt(lsn, fmt::format("{} bytes of a {}-byte record", len, h.len));
+  if (record_sum(rec, len) != h.checksum) return corrupt(lsn, "checksum mismatch");
   const char* p = rec + sizeof(RecordHeader);
   const char* end = rec + len;
   for (uint32_t i = 0; i < h.count; i++) {
     OpHeader o;
-    if (uint64_t(end - p) < sizeof(o)) return false;
+    if (uint64_t(end - p) < sizeof(o)) return corrupt(lsn, fmt::format("op {} overruns", i));
     std::memcpy(&o, p, sizeof(o));
     p += sizeof(o);
+    if (o.kind >= kOpKindCount) {
+      return corrupt(lsn, fmt::format("op {} has unknown kind {}", i, o.kind));
+    }
+    const OpKind kind = OpKind(o.kind);
     // Each length alone is bounded by what is left first: their sum cannot wrap.
     const uint64_t left = uint64_t(end - p);
-    const uint64_t vlen = (o.flags & kOpDelete) ? 0 : o.val_len;
-    if (o.key_len == 0 || o.key_len > left || vlen > left - o.key_len) return false;
-    const uint64_t need = o.key_len + vlen;
-    Op op;
-    op.key = std::string_view(p, o.key_len);
-    op.del = (o.flags & kOpDelete) != 0;
-    if (!op.del) op.value = std::string_view(p + o.key_len, size_t(o.val_len));
-    ops->push_back(op);
-    p += need;
+    const uint64_t vlen = has_value(kind) ? o.val_len : 0;
+    if (o.key_len == 0 || o.key_len > left || vlen > left - o.key_len) {
+      return corrupt(lsn, fmt::format("op {} overruns", i));
+    }
+    ops->push_back(
+        Op{std::string_view(p, o.key_len), std::string_view(p + o.key_len, size_t(vlen)), kind});
+    p += o.key_len + vlen;
   }
-  return uint64_t(end - p) < 8;
+  if (uint64_t(end - p) >= 8) return corrupt(lsn, "bytes after its last op");
+  return {};
 }
 
 }  // namespace stoa::log

@@ -14,11 +14,18 @@
 
 namespace stoa::log {
 
+// One op of a commit: its kind says what the key and value mean (a put's
+// value, nothing for a delete, a later layer's operand).
 struct Op {
   std::string_view key;
-  std::string_view value;
-  bool del = false;
+  std::string_view value;  // empty for kDelete
+  OpKind kind = OpKind::kPut;
 };
+
+// Whether ops of this kind carry value bytes (every kind but kDelete).
+inline constexpr bool has_value(OpKind k) { return k != OpKind::kDelete; }
+// "put", "delete", or "kind N" for one this build does not know.
+std::string kind_name(OpKind k);
 
 // Bytes a commit record of these ops takes (header, ops, padding to 8).
 uint64_t commit_size(const std::vector<Op>& ops);
@@ -30,9 +37,13 @@ RecordHeader padding(uint64_t lsn, uint64_t len, uint64_t synced);
 // Checks a header read at `lsn`: magic, type, position, length bounds and,
 // for padding, the checksum. false when it is not a record that starts here.
 bool header_ok(const RecordHeader& h, uint64_t lsn, uint64_t max_len);
-// Checks a whole commit record (header already passed header_ok) and
-// decodes its ops, which point into `rec`. false on a checksum or shape error.
-bool decode_commit(const char* rec, uint64_t len, std::vector<Op>* ops);
+// Whether the checksum of the whole commit record `rec` of `len` bytes
+// (its header passed header_ok) matches. false: torn or damaged bytes.
+bool commit_sum_ok(const char* rec, uint64_t len);
+// Checks the whole commit record `rec` of `len` bytes read at `lsn`
+// (header, length, checksum, each op's shape and kind) and decodes its ops,
+// which point into `rec`. kCorrupt naming `lsn` and what fails.
+Status decode_commit(const char* rec, uint64_t len, uint64_t lsn, std::vector<Op>* ops);
 
 }  // namespace stoa::log
 

@@ -57,12 +57,12 @@ void txn_verify(StoreImpl& s, VerifyReport& rep) {
 // --- log: durability and checkpoints --------------------------------------
 
 void log_stats(StoreImpl& s, StoreStats& out) {
-  const log::LogHeader* logh = s.log().header();
-  out.durable_ts = logh->synced.load(std::memory_order_acquire);
-  out.checkpoint_ts = logh->checkpoint_ts.load(std::memory_order_acquire);
+  log::LogStats ls = s.log().stats();
+  out.durable_ts = ls.durable_ts;
+  out.checkpoint_ts = ls.checkpoint_ts;
   const uint64_t tail = s.txns().header()->next_ts.load(std::memory_order_acquire);
   out.log_bytes = tail - std::min(tail, out.checkpoint_ts);
-  out.log_failed = s.log().failure();
+  out.log_failed = std::move(ls.failure);
   out.recovery.log_settled =
       s.table().header()->counters.log_settled.load(std::memory_order_relaxed);
 }

@@ -25,6 +25,7 @@
 
 #include <fmt/format.h>
 
+#include "log/apply.h"
 #include "log/checkpoint.h"
 #include "store/store_impl.h"
 #include "util/clock.h"
@@ -34,6 +35,20 @@
 namespace stoa::internal {
 
 namespace {
+
+// Replays puts and deletes (a rebuild's, log/recovery.cc) through the txn
+// layer, each commit as one, at its own timestamp.
+class KvApplier final : public log::OpApplier {
+ public:
+  KvApplier(TxnManager* txns, SessionCore* s) : txns_(txns), s_(s) {}
+  Status apply(uint64_t ts, const std::vector<log::Op>& ops) override {
+    return txns_->apply(*s_, ts, ops);
+  }
+
+ private:
+  TxnManager* txns_;
+  SessionCore* s_;
+};
 
 uint64_t chunk_sum(const char* p, uint64_t n, uint64_t index) {
   return util::checksum64(p, size_t(n), 0x53554d00 ^ index);
@@ -211,8 +226,14 @@ Status StoreImpl::finish_open() {
   if (rebuild_pending_) {
     log_->set_known_synced(known_synced_);
     STOA_ASSIGN(SessionCore * c, new_session());
-    Status st = log_->rebuild(*c, &recovery_);
+    KvApplier kv(txns_.get(), c);
+    log::ApplyRegistry apply;
+    apply.add(log::OpKind::kPut, &kv);
+    apply.add(log::OpKind::kDelete, &kv);
+    log::RebuildReport rep;
+    Status st = log_->rebuild(apply, &rep);
     (void)close_session(c);
+    if (st.ok()) copy_rebuild_report(rep, &recovery_);
     const std::string data = path_ + "/" + kDataFileName;
     if (!st.ok()) {
       // Put the old data file back (the next open decides again).
@@ -228,9 +249,9 @@ Status StoreImpl::finish_open() {
     // The log broke in the last run (log.cc): the data file holds every
     // commit; a checkpoint of it makes them durable and restarts the log.
     log_->header()->failed_at.store(0);
-    STOA_ASSIGN(SessionCore * c, new_session());
-    auto r = log_->checkpoint(*c, /*wait=*/true);
-    (void)close_session(c);
+    STOA_ASSIGN(auto src, open_snapshot());
+    auto r = log_->checkpoint(*src, /*wait=*/true);
+    src.reset();  // closes its session
     if (!r.ok()) {
       log_->fail(f, r.error());
       return Error(r.error().code(),
@@ -249,9 +270,9 @@ Status StoreImpl::finish_open() {
 }
 
 Result<uint64_t> StoreImpl::checkpoint() {
-  STOA_ASSIGN(SessionCore * c, new_session());
-  auto r = log_->checkpoint(*c, /*wait=*/true);
-  (void)close_session(c);
+  STOA_ASSIGN(auto src, open_snapshot());
+  auto r = log_->checkpoint(*src, /*wait=*/true);
+  src.reset();  // closes its session
   if (!r.ok()) return std::move(r).error();
   return r->ts;
 }
@@ -267,9 +288,10 @@ Result<uint64_t> StoreImpl::backup(const std::string& dest) {
   }
   STOA_TRY(env_->make_dir(dest));
   STOA_TRY(env_->make_dir(dest + "/" + kLogDirName));
-  STOA_ASSIGN(SessionCore * c, new_session());
-  auto r = write_snapshot(this, *c, env_, dest + "/" + kLogDirName, nullptr);
-  (void)close_session(c);
+  STOA_ASSIGN(auto src, open_snapshot());
+  auto r = write_snapshot(*src, region_->header(), log_->files().segment_size(), env_,
+                          dest + "/" + kLogDirName, nullptr);
+  src.reset();  // closes its session
   if (!r.ok()) return std::move(r).error();
   STOA_TRY(env_->sync_dir(dest));
   return r->ts;

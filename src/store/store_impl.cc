@@ -49,6 +49,7 @@
 
 #include "crash/crash_point.h"
 #include "store/lifecycle.h"
+#include "store/store_snapshot.h"
 #include "util/clock.h"
 
 namespace stoa::internal {
@@ -210,7 +211,7 @@ Status StoreImpl::open_protocol() {
     const uint64_t seg_size = rebuild_pending_      ? rebuild_segment_size_
                               : created || seg == 0 ? options_.log_segment_size
                                                     : seg;
-    log_ = std::make_unique<LogManager>(this, env_, log_dir, seg_size);
+    log_ = std::make_unique<LogManager>(log_context(), env_, log_dir, seg_size);
     log_->init_alone(fresh);
     // Finish or undo the commits of sessions that died, before their memory
     // is reclaimed below (rolled-forward versions get published first).
@@ -255,9 +256,29 @@ Status StoreImpl::open_protocol() {
     heap_->count_repairs_in(&table_->header()->counters.heap_repaired);
     txns_ = std::make_unique<TxnManager>(this);
     if (seg == 0) return Error(Code::kCorrupt, fmt::format("{}: log header not set up", data));
-    log_ = std::make_unique<LogManager>(this, env_, log_dir, seg);
+    log_ = std::make_unique<LogManager>(log_context(), env_, log_dir, seg);
   }
   return {};
+}
+
+LogContext StoreImpl::log_context() {
+  LogContext c;
+  c.header =
+      reinterpret_cast<log::LogHeader*>(region_->rw(region::kRootsOffset + log::kLogHeaderOffset));
+  c.file = &region_->header();
+  index::IndexHeader* ih = txns_->header();
+  c.next_ts = &ih->next_ts;
+  c.visible_ts = &ih->visible_ts;
+  c.low_water = &ih->low_water;
+  c.table = table_.get();
+  c.options = &options_;
+  c.open_snapshot = [this] { return open_snapshot(); };
+  return c;
+}
+
+Result<std::unique_ptr<SnapshotSource>> StoreImpl::open_snapshot() {
+  STOA_ASSIGN(SessionCore * s, new_session());
+  return std::unique_ptr<SnapshotSource>(new TxnSnapshotSource(this, s, /*owned=*/true));
 }
 
 StoreImpl::~StoreImpl() {

@@ -96,6 +96,10 @@ class StoreImpl final : public SessionHost {
   // it with an empty one to rebuild when not. Sets rebuild_pending_.
   Status check_data_file(const std::string& data, bool* created);
   Status finish_open();
+  // What the log layer reads and calls of this store (log/log.h).
+  LogContext log_context();
+  // A snapshot source for a checkpoint over a new session of its own.
+  Result<std::unique_ptr<SnapshotSource>> open_snapshot();
   Status write_sum();
   // Checks stoa.sum against the mapped data file (store_durable.cc).
   Status check_sum(const std::string& sum);
@@ -165,6 +169,9 @@ class StoreImpl final : public SessionHost {
   std::thread watchdog_;
   std::atomic<bool> watchdog_started_{false};
 };
+
+// Copies the log's rebuild report into the public one (store_report.cc).
+void copy_rebuild_report(const log::RebuildReport& from, RecoveryReport* to);
 
 // Builds a public Store around an opened StoreImpl (tests open with their
 // own Env this way).

@@ -26,6 +26,17 @@ const char* slot_state_name(uint32_t st, bool alive) {
 
 }  // namespace
 
+void copy_rebuild_report(const log::RebuildReport& from, RecoveryReport* to) {
+  to->rebuilt = true;
+  to->checkpoint_ts = from.checkpoint_ts;
+  to->checkpoint_keys = from.checkpoint_keys;
+  to->log_records = from.log_records;
+  to->log_bytes = from.log_bytes;
+  to->end_ts = from.end_ts;
+  to->truncated_bytes = from.truncated_bytes;
+  to->seconds = from.seconds;
+}
+
 Result<StoreStats> StoreImpl::stats() {
   if (forked_) return Error(Code::kClosed, "store was opened before fork(); open it again");
   StoreStats s;

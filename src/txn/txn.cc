@@ -358,8 +358,8 @@ Result<uint64_t> TxnImpl::commit() {
   for (const auto& [key, v] : writes_) {
     log::Op op;
     op.key = key;
-    op.del = is_tombstone(v);
-    if (!op.del) op.value = value_of(v).str();
+    op.kind = is_tombstone(v) ? log::OpKind::kDelete : log::OpKind::kPut;
+    if (op.kind == log::OpKind::kPut) op.value = value_of(v).str();
     ops.push_back(op);
   }
   const uint64_t len = log::commit_size(ops);

@@ -214,8 +214,8 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
           const auto* ver = reinterpret_cast<const index::Version*>(r.ro(pairs[i].version));
           log::Op op;
           op.key = tree_.key_of(pairs[i].record);
-          op.del = (ver->len & index::kTombstone) != 0;
-          if (!op.del) {
+          op.kind = (ver->len & index::kTombstone) != 0 ? log::OpKind::kDelete : log::OpKind::kPut;
+          if (op.kind == log::OpKind::kPut) {
             uint64_t len = ver->len;
             uint64_t at = ver->blob != 0 ? ver->blob : pairs[i].version + sizeof(index::Version);
             if (!r.ensure(at, len).ok()) {
@@ -314,7 +314,7 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
   STOA_TRY(tree_.find_or_insert_batch(s, keys, &recs));
   region::Region& r = store_->region();
   for (size_t i = 0; i < ops.size(); i++) {
-    STOA_ASSIGN(uint64_t v, make_version(s, ops[i].value, ops[i].del));
+    STOA_ASSIGN(uint64_t v, make_version(s, ops[i].value, ops[i].kind == log::OpKind::kDelete));
     auto* ver = reinterpret_cast<index::Version*>(s.write_ptr(v));
     ver->ts = ts;
     if (ver->blob != 0) STOA_TRY(s.publish(ver->blob));
