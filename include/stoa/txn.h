@@ -81,6 +81,21 @@ class View {
 
 // Iterates keys of one snapshot (merged with the transaction's own writes)
 // in key order, forward or backward. Valid until its transaction ends.
+//
+// LevelDB's iterator contract. valid() is true while the cursor stands on a
+// key; key() and value() may be called only then. Once valid() is false,
+// status() says why: ok when the range is exhausted, an error (kCorrupt,
+// naming the offset of the damaged index node, record or version) when the
+// walk met damage. An error ends the iteration for good: the cursor stays
+// invalid, status() keeps the error and seek() does not clear it. A damaged
+// store therefore never reads as a shorter range, but only a caller that
+// checks status() after its loop learns that:
+//
+//   for (; c.valid(); c.next()) { ... }
+//   if (!c.status().ok()) return c.status();
+//
+// next(), prev() and seek() return the status() they leave behind; on a
+// cursor that is not valid, next() and prev() do nothing.
 class Cursor {
  public:
   Cursor();
@@ -91,10 +106,19 @@ class Cursor {
   bool valid() const;
   std::string_view key() const;
   View value() const;
-  // Moves to the next key in the cursor's direction. Errors: kCorrupt when
-  // the walk meets a damaged index node, record or version (the cursor is
-  // then not valid: it never ends early in silence).
+  // Moves to the next key in the cursor's order (scan() chose it).
   Status next();
+  // Moves to the previous key in the cursor's order. The first step against
+  // the order re-descends the index from the current key (O(log n)); further
+  // steps that way cost what next() costs.
+  Status prev();
+  // Positions at the first key at or after `key` in the cursor's order,
+  // within its range: forward, the smallest key >= `key`; reverse, the
+  // largest key <= `key` (an empty `key` is the range's end). kClosed for a
+  // cursor that came from no scan.
+  Status seek(std::string_view key);
+  // Ok, or the error that ended the iteration.
+  Status status() const;
 
  private:
   friend class internal::TxnImpl;

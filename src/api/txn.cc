@@ -26,9 +26,24 @@ Cursor::Cursor(std::unique_ptr<CursorImpl> impl) : impl_(std::move(impl)) {}
 bool Cursor::valid() const { return impl_ && impl_->valid(); }
 std::string_view Cursor::key() const { return impl_->key(); }
 View Cursor::value() const { return impl_->value(); }
+static Error no_cursor() { return Error(Code::kClosed, "empty cursor"); }
 Status Cursor::next() {
-  if (!impl_) return Error(Code::kClosed, "empty cursor");
+  if (!impl_) return no_cursor();
   impl_->next();
+  return impl_->status();
+}
+Status Cursor::prev() {
+  if (!impl_) return no_cursor();
+  impl_->prev();
+  return impl_->status();
+}
+Status Cursor::seek(std::string_view key) {
+  if (!impl_) return no_cursor();
+  impl_->seek(key);
+  return impl_->status();
+}
+Status Cursor::status() const {
+  if (!impl_) return no_cursor();
   return impl_->status();
 }
 

@@ -130,14 +130,14 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
   while (!done) {
     s.pin();
     index::Btree::Iter it(&tree);
-    it.seek(last, false);
-    if (started && it.valid() && tree.key_of(it.record()) == last) it.next();
+    it.seek(last, index::Btree::Direction::kForward);
+    if (started && it.valid() && it.key() == last) it.next();
     for (int n = 0; n < kChunkKeys && it.valid(); n++, it.next()) {
-      std::string_view key = tree.key_of(it.record());
+      std::string_view key = it.key();
       const uint64_t v = tree.version_at(it.record(), ts);
       // Damage, or keys out of order (which would make the walk resume
       // behind itself forever): no checkpoint.
-      if (it.damaged() || v == index::Btree::kDamaged || (started && key <= last)) {
+      if (v == index::Btree::kDamaged || (started && key <= last)) {
         bad = true;
         break;
       }
@@ -157,14 +157,16 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
       count++;
       out.keys++;
     }
-    const bool damaged = it.damaged() || bad;
+    // The iterator's error names the damaged node.
+    const std::string why = it.status().ok() ? "" : " (" + it.status().error().message() + ")";
+    const bool damaged = !it.status().ok() || bad;
     done = !it.valid();
     s.unpin();
     if (damaged) {
       return Error(Code::kCorrupt, fmt::format("{}/stoa.data: the index fails its checks after "
-                                               "key '{}': no checkpoint written (stoa verify "
+                                               "key '{}'{}: no checkpoint written (stoa verify "
                                                "names the damage)",
-                                               store->path(), last));
+                                               store->path(), last, why));
     }
     if (body.size() >= kBlockTarget || done) STOA_TRY(emit());
   }

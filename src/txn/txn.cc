@@ -156,6 +156,8 @@ Error TxnImpl::damaged_index() const {
                                             store_->path())));
 }
 
+Error TxnImpl::corrupt(Error e) const { return store_->corruption(s_, std::move(e)); }
+
 Error TxnImpl::fail(Error e) {
   // Damage found by this session: its flight recorder goes to a file first.
   if (e.code() == Code::kCorrupt) e = store_->corruption(s_, std::move(e));
@@ -270,13 +272,15 @@ Status TxnImpl::validate() {
   }
   for (const Range& r : ranges_) {
     index::Btree::Iter it(&tree);
-    for (it.seek(r.from, false); it.valid(); it.next()) {
-      if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
+    for (it.seek(r.from, index::Btree::Direction::kForward); it.valid(); it.next()) {
+      if (!r.to.empty() && it.key() >= r.to) break;
       if (changed(it.record())) {
         return Error(Code::kConflict,
                      "a range this transaction scanned was changed since its snapshot");
       }
     }
+    // A damaged node in the range is not "unchanged": the commit fails.
+    if (!it.status().ok()) return corrupt(it.status().error());
   }
   return {};
 }
@@ -453,15 +457,18 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
         break;
       }
     }
+    Status walked;
     for (const Range& r : ranges) {
       index::Btree::Iter it(&tree);
-      for (it.seek(r.from, false); it.valid() && !moved; it.next()) {
-        if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
+      for (it.seek(r.from, index::Btree::Direction::kForward); it.valid() && !moved; it.next()) {
+        if (!r.to.empty() && it.key() >= r.to) break;
         uint64_t head = tree.record(it.record())->head.load(std::memory_order_acquire);
         moved = head != 0 && version_ptr(store_->region(), head)->ts > snap;
       }
+      if (walked.ok() && !it.status().ok()) walked = it.status();
     }
     s_->unpin();
+    if (!walked.ok()) return corrupt(walked.error());
     if (moved) return Error(Code::kConflict, "retry: a key this transaction read has changed");
     uint64_t now = util::mono_ns();
     if (now >= deadline) return Error(Code::kTimeout, "retry: nothing it read changed in time");

@@ -45,6 +45,8 @@ class TxnImpl {
   uint64_t visible(uint64_t rec) const;
   // kCorrupt for a damaged index node or version met on a read (recorder dumped).
   Error damaged_index() const;
+  // A kCorrupt error met by a walk, with this session's recorder dumped.
+  Error corrupt(Error e) const;
   View value_of(uint64_t version) const;
   bool is_tombstone(uint64_t version) const;
   const std::map<std::string, uint64_t, std::less<>>& writes() const { return writes_; }
