@@ -34,6 +34,7 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
+#include "index/version_chain.h"
 #include "store/store_impl.h"
 
 namespace stoa::index {
@@ -102,20 +103,11 @@ Offset Btree::version_at(Offset rec, uint64_t snapshot) const {
   const uint64_t d0 = t_damage;
   const KeyRecord* k = record(rec);
   if (t_damage != d0) return kDamaged;
-  uint64_t v = k->head.load(std::memory_order_acquire);
-  // Timestamps fall strictly along a chain, so a sound one is finite; the
-  // bound only stops a damaged, cyclic one.
-  for (uint32_t depth = 0; v != 0; depth++) {
-    if (depth > (1u << 24) || !region_->reach(v, sizeof(Version))) return kDamaged;
-    const auto* ver = reinterpret_cast<const Version*>(region_->ro(v));
-    if (ver->ts <= snapshot) {
-      if (ver->len & kTombstone) return 0;
-      const uint64_t at = ver->blob != 0 ? ver->blob : v + sizeof(Version);
-      return region_->reach(at, ver->len) ? v : kDamaged;
-    }
-    v = ver->next.load(std::memory_order_acquire);
-  }
-  return 0;
+  const VersionChain chain(*region_);
+  auto v = chain.newest_at(k->head.load(std::memory_order_acquire), snapshot);
+  if (!v.ok()) return kDamaged;
+  if (*v == 0 || VersionChain::tombstone(*chain.at(*v))) return 0;
+  return chain.value(*v).ok() ? *v : kDamaged;
 }
 
 int Btree::compare(std::string_view key, uint64_t kp, uint64_t rp, Offset rec) const {
@@ -536,23 +528,23 @@ uint64_t Btree::verify(region::Heap& heap, uint64_t last_ts,
       have_prev = true;
       records++;
       uint64_t prev_ts = last_ts + 1;
-      uint32_t depth = 0;
-      for (Offset v = k->head.load(std::memory_order_acquire); v != 0 && depth < 1000000; depth++) {
-        if (!live_block(v, sizeof(Version), "version")) break;
-        const auto* ver = reinterpret_cast<const Version*>(region_->ro(v));
-        if (ver->ts >= prev_ts || ver->ts == 0) {
-          problem(fmt::format("version at offset {}: timestamp {} after {} in its chain", v,
-                              ver->ts, prev_ts));
-          break;
-        }
-        uint64_t len = ver->len & ~kTombstone;
-        if (ver->blob != 0 ? !live_block(ver->blob, len, "value blob")
-                           : !live_block(v, sizeof(Version) + len, "version")) {
-          break;
-        }
-        prev_ts = ver->ts;
-        v = ver->next.load(std::memory_order_acquire);
-      }
+      Status chain = VersionChain(*region_).walk(
+          k->head.load(std::memory_order_acquire), [&](Offset v, const Version& ver) {
+            if (!live_block(v, sizeof(Version), "version")) return false;
+            if (ver.ts >= prev_ts || ver.ts == 0) {
+              problem(fmt::format("version at offset {}: timestamp {} after {} in its chain", v,
+                                  ver.ts, prev_ts));
+              return false;
+            }
+            uint64_t len = ver.len & ~kTombstone;
+            if (ver.blob != 0 ? !live_block(ver.blob, len, "value blob")
+                              : !live_block(v, sizeof(Version) + len, "version")) {
+              return false;
+            }
+            prev_ts = ver.ts;
+            return true;
+          });
+      if (!chain.ok()) problem(chain.error().message());
     }
   }
   return records;

@@ -29,6 +29,7 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
+#include "index/version_chain.h"
 #include "log/log.h"
 #include "store/store_impl.h"
 #include "util/hash.h"
@@ -144,15 +145,18 @@ Result<SnapshotFile> write_snapshot(StoreImpl* store, SessionCore& s, Env* env,
       last.assign(key);
       started = true;
       if (v == 0) continue;
-      const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
-      const uint64_t len = ver->len;
-      const uint64_t src = ver->blob != 0 ? ver->blob : v + sizeof(index::Version);
+      auto value = index::VersionChain(r).value(v);  // version_at checked it
+      if (!value.ok()) {
+        bad = true;
+        break;
+      }
+      const uint64_t len = value->size();
       uint32_t kl = uint32_t(key.size()), pad = 0;
       body.append(reinterpret_cast<const char*>(&kl), 4);
       body.append(reinterpret_cast<const char*>(&pad), 4);
       body.append(reinterpret_cast<const char*>(&len), 8);
       body.append(key);
-      body.append(r.ro(src), size_t(len));
+      body.append(*value);
       body.resize(size_t(log::align8(body.size())), '\0');
       count++;
       out.keys++;

@@ -44,6 +44,7 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
+#include "index/version_chain.h"
 #include "store/store_impl.h"
 #include "txn/cursor.h"
 #include "util/clock.h"
@@ -63,16 +64,6 @@ Status check_key(std::string_view key) {
                  fmt::format("key of {} bytes (at most {})", key.size(), kMaxKeySize));
   }
   return {};
-}
-
-// The version at offset `v`, mapping more of the file first when another
-// process grew it past this process's mapping. An offset that cannot name a
-// version (a damaged record) reads as an empty version at ts 0; reads of
-// that key report the damage (Btree::version_at).
-const index::Version* version_ptr(region::Region& r, uint64_t v) {
-  static const index::Version kNoVersion{};
-  if (!r.reach(v, sizeof(index::Version))) return &kNoVersion;
-  return reinterpret_cast<const index::Version*>(r.ro(v));
 }
 
 }  // namespace
@@ -141,12 +132,9 @@ bool TxnImpl::is_tombstone(uint64_t version) const {
 }
 
 View TxnImpl::value_of(uint64_t v) const {
-  region::Region& r = store_->region();
-  const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
-  uint64_t len = ver->len & ~index::kTombstone;
-  uint64_t at = ver->blob != 0 ? ver->blob : v + sizeof(index::Version);
-  if (at + len > r.mapped()) (void)r.ensure(at, len);
-  return View(r.ro(at), size_t(len));
+  // `v` is our own version or one version_at() checked, value included.
+  auto value = index::VersionChain(store_->region()).value(v);
+  return value.ok() ? View(value->data(), value->size()) : View();
 }
 
 Error TxnImpl::damaged_index() const {
@@ -244,10 +232,10 @@ bool TxnImpl::changed(uint64_t rec) const {
   const index::KeyRecord* k = mgr_->tree().record(rec);
   uint64_t lock = k->lock.load(std::memory_order_acquire);
   if (lock != 0 && lock != TxnManager::lock_word(s_->slot(), s_->generation())) return true;
+  // A head that cannot name a version reads as unchanged; reads of the key
+  // report the damage (Btree::version_at).
   uint64_t head = k->head.load(std::memory_order_acquire);
-  if (head == 0) return false;
-  const auto* ver = version_ptr(store_->region(), head);
-  return ver->ts > snapshot_;
+  return head != 0 && index::VersionChain(store_->region()).ts_of(head) > snapshot_;
 }
 
 Status TxnImpl::validate() {
@@ -438,6 +426,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   retried_ = true;
   index::IndexHeader* h = mgr_->header();
   index::Btree& tree = mgr_->tree();
+  const index::VersionChain chain(store_->region());
   const uint64_t deadline = util::mono_ns() + uint64_t(timeout.count()) * 1000000;
   // Announce first, then read the futex word, then check the keys: a
   // committer that installs after the check sees the announcement and
@@ -452,7 +441,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
       uint64_t rec = tree.find(k);
       if (rec == 0 || rec == index::Btree::kDamaged) continue;
       uint64_t head = tree.record(rec)->head.load(std::memory_order_acquire);
-      if (head != 0 && version_ptr(store_->region(), head)->ts > snap) {
+      if (head != 0 && chain.ts_of(head) > snap) {
         moved = true;
         break;
       }
@@ -463,7 +452,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
       for (it.seek(r.from, index::Btree::Direction::kForward); it.valid() && !moved; it.next()) {
         if (!r.to.empty() && it.key() >= r.to) break;
         uint64_t head = tree.record(it.record())->head.load(std::memory_order_acquire);
-        moved = head != 0 && version_ptr(store_->region(), head)->ts > snap;
+        moved = head != 0 && chain.ts_of(head) > snap;
       }
       if (walked.ok() && !it.status().ok()) walked = it.status();
     }

@@ -35,6 +35,7 @@
 
 #include <fmt/format.h>
 
+#include "index/version_chain.h"
 #include "store/store_impl.h"
 #include "util/clock.h"
 #include "util/futex.h"
@@ -156,33 +157,28 @@ uint64_t TxnManager::trim_threshold() {
 void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
   const uint64_t low = trim_threshold();
   region::Region& r = store_->region();
-  uint64_t v = rec->head.load(std::memory_order_relaxed);
-  for (uint32_t depth = 0; v != 0 && depth < 1000000; depth++) {
-    // Versions of other processes may lie past this process's mapping; a
-    // damaged chain is left as it is (reads of the key report it).
-    if (!r.reach(v, sizeof(index::Version))) return;
-    auto* ver = reinterpret_cast<index::Version*>(r.rw(v));
-    if (ver->ts <= low) {
-      uint64_t cut = ver->next.exchange(0, std::memory_order_acq_rel);
-      while (cut != 0) {
-        if (!r.reach(cut, sizeof(index::Version))) return;  // damaged tail: leaked
-        auto* old = reinterpret_cast<index::Version*>(r.rw(cut));
-        uint64_t next = old->next.load(std::memory_order_relaxed);
-        // A damaged block cannot be retired: it leaks, and the session's
-        // recorder goes to a file (the commit itself is sound).
-        Status rs = old->blob != 0 ? s.retire(old->blob) : Status{};
-        if (rs.ok()) rs = s.retire(cut);
-        if (!rs.ok()) {
-          (void)store_->corruption(
-              &s, Error(Code::kCorrupt,
-                        fmt::format("trimming a version at {}: {}", cut, rs.error().message())));
-        }
-        cut = next;
-      }
-      return;
+  const index::VersionChain chain(r);
+  // The newest version at or below the threshold stays, with every newer
+  // one. Versions of other processes may lie past this process's mapping
+  // (the chain maps them); a damaged chain is left as it is (reads of the
+  // key report it).
+  auto keep = chain.newest_at(rec->head.load(std::memory_order_relaxed), low);
+  if (!keep.ok() || *keep == 0) return;
+  auto* ver = reinterpret_cast<index::Version*>(r.rw(*keep));
+  const uint64_t cut = ver->next.exchange(0, std::memory_order_acq_rel);
+  // A damaged link in the tail stops the walk: the rest leaks.
+  (void)chain.walk(cut, [&](uint64_t old_off, const index::Version& old) {
+    // A damaged block cannot be retired: it leaks, and the session's
+    // recorder goes to a file (the commit itself is sound).
+    Status rs = old.blob != 0 ? s.retire(old.blob) : Status{};
+    if (rs.ok()) rs = s.retire(old_off);
+    if (!rs.ok()) {
+      (void)store_->corruption(
+          &s, Error(Code::kCorrupt,
+                    fmt::format("trimming a version at {}: {}", old_off, rs.error().message())));
     }
-    v = ver->next.load(std::memory_order_relaxed);
-  }
+    return true;
+  });
 }
 
 void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_gen) {
@@ -205,24 +201,23 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
       [&](std::vector<log::Op>* ops) {
         if (t.list == 0 || !r.ensure(t.list, count * 16).ok()) return;
         const auto* pairs = reinterpret_cast<const txn::CommitPair*>(r.ro(t.list));
+        const index::VersionChain chain(r);
         for (uint64_t i = 0; i < count; i++) {
-          if (!r.ensure(pairs[i].record, sizeof(index::KeyRecord)).ok() ||
-              !r.ensure(pairs[i].version, sizeof(index::Version)).ok()) {
+          const index::Version* ver = chain.at(pairs[i].version);
+          if (!r.ensure(pairs[i].record, sizeof(index::KeyRecord)).ok() || ver == nullptr) {
             ops->clear();
             return;
           }
-          const auto* ver = reinterpret_cast<const index::Version*>(r.ro(pairs[i].version));
           log::Op op;
           op.key = tree_.key_of(pairs[i].record);
-          op.del = (ver->len & index::kTombstone) != 0;
+          op.del = index::VersionChain::tombstone(*ver);
           if (!op.del) {
-            uint64_t len = ver->len;
-            uint64_t at = ver->blob != 0 ? ver->blob : pairs[i].version + sizeof(index::Version);
-            if (!r.ensure(at, len).ok()) {
+            auto value = chain.value(pairs[i].version);
+            if (!value.ok()) {
               ops->clear();
               return;
             }
-            op.value = std::string_view(r.ro(at), size_t(len));
+            op.value = *value;
           }
           ops->push_back(op);
         }
@@ -312,7 +307,7 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
   auto unpin = util::scope_exit([&] { s.unpin(); });
   std::vector<uint64_t> recs;
   STOA_TRY(tree_.find_or_insert_batch(s, keys, &recs));
-  region::Region& r = store_->region();
+  const index::VersionChain chain(store_->region());
   for (size_t i = 0; i < ops.size(); i++) {
     STOA_ASSIGN(uint64_t v, make_version(s, ops[i].value, ops[i].del));
     auto* ver = reinterpret_cast<index::Version*>(s.write_ptr(v));
@@ -322,13 +317,12 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
     index::KeyRecord* rec = tree_.record_rw(recs[i]);
     uint64_t old = rec->head.load(std::memory_order_relaxed);
     rec->head.store(v, std::memory_order_release);
-    while (old != 0) {  // alone: no snapshot can need them
-      const auto* o = reinterpret_cast<const index::Version*>(r.ro(old));
-      uint64_t next = o->next.load(std::memory_order_relaxed);
-      if (o->blob != 0) (void)s.retire(o->blob);
-      (void)s.retire(old);
-      old = next;
-    }
+    // Alone: no snapshot can need them (a damaged link leaks the rest).
+    (void)chain.walk(old, [&](uint64_t o, const index::Version& ov) {
+      if (ov.blob != 0) (void)s.retire(ov.blob);
+      (void)s.retire(o);
+      return true;
+    });
   }
   return {};
 }
