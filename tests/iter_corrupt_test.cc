@@ -138,7 +138,7 @@ TEST_P(IterCorrupt, ScanReportsTheDamagedNode) {
   auto t = s->begin(TxnOptions{.read_only = true});
   ASSERT_TRUE(t.ok());
   for (bool rev : {false, true}) {
-    auto c = t->scan("", "", rev);
+    auto c = t->scan("", "", rev ? ScanOrder::kReverse : ScanOrder::kForward);
     ASSERT_TRUE(c.ok()) << err(c);  // the first key lies before the damage
     Status st;
     const int n = drain(*c, &st);
@@ -241,7 +241,7 @@ TEST(CursorMoves, SeekAndPrevMatchAMap) {
   auto lo = model.lower_bound(from), hi = model.lower_bound(to);
   std::vector<std::pair<std::string, std::string>> want(lo, hi);
   for (bool rev : {false, true}) {
-    auto c = t->scan(from, to, rev);
+    auto c = t->scan(from, to, rev ? ScanOrder::kReverse : ScanOrder::kForward);
     ASSERT_TRUE(c.ok()) << err(c);
     // Forward one, back one, forward two ... across the whole range.
     size_t at = rev ? want.size() - 1 : 0;

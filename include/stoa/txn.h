@@ -33,6 +33,7 @@
 #include <string_view>
 
 #include "stoa/result.h"
+#include "stoa/txn_options.h"
 
 namespace stoa {
 
@@ -40,29 +41,6 @@ namespace internal {
 class TxnImpl;
 class CursorImpl;
 }  // namespace internal
-
-enum class Isolation : uint8_t { kSerializable, kSnapshot };
-
-struct TxnOptions {
-  Isolation isolation = Isolation::kSerializable;
-  // A read-only transaction keeps no read set and cannot write (puts return
-  // kInvalidArgument).
-  bool read_only = false;
-};
-
-struct TransactOptions {
-  TxnOptions txn;
-  // How many times transact() runs the function when commit conflicts.
-  uint32_t max_attempts = 100;
-  // Backoff between attempts: random in [0, base * 2^attempt), capped.
-  std::chrono::microseconds backoff_base{20};
-  std::chrono::microseconds backoff_cap{20000};
-  // Txn::retry() waits at most this long for a read key to change.
-  std::chrono::milliseconds retry_timeout{1000};
-};
-
-inline constexpr size_t kMaxKeySize = 1024;
-inline constexpr uint64_t kMaxValueSize = uint64_t{1} << 32;  // 4 GiB
 
 // A value, in place in the store. Valid until its transaction ends.
 class View {
@@ -121,7 +99,7 @@ class Cursor {
   Status status() const;
 
  private:
-  friend class internal::TxnImpl;
+  friend class Txn;
   explicit Cursor(std::unique_ptr<internal::CursorImpl> impl);
   std::unique_ptr<internal::CursorImpl> impl_;
 };
@@ -142,12 +120,13 @@ class Txn {
   Status put(std::string_view key, std::string_view value);
   Status del(std::string_view key);
 
-  // Keys in [from, to) (to empty: no upper bound); reverse iterates from the
-  // largest. The range counts as read for conflict detection. kCorrupt when
-  // the first step meets damage.
-  Result<Cursor> scan(std::string_view from, std::string_view to, bool reverse = false);
+  // Keys in [from, to) (to empty: no upper bound); ScanOrder::kReverse
+  // iterates from the largest. The range counts as read for conflict
+  // detection. kCorrupt when the first step meets damage.
+  Result<Cursor> scan(std::string_view from, std::string_view to,
+                      ScanOrder order = ScanOrder::kForward);
   // Keys starting with `prefix`.
-  Result<Cursor> prefix(std::string_view prefix, bool reverse = false);
+  Result<Cursor> prefix(std::string_view prefix, ScanOrder order = ScanOrder::kForward);
 
   // Savepoints: rollback_to(sp) undoes the writes made after savepoint(sp)
   // was taken (Views of those values end with them); only each key's final

@@ -35,13 +35,9 @@
 
 #include "crash/crash_point.h"
 #include "index/version_chain.h"
-#include "store/store_impl.h"
+#include "stoa/txn_options.h"
 
 namespace stoa::index {
-
-Btree::Btree(internal::StoreImpl* store)
-    : region_(&store->region()),
-      hdr_(reinterpret_cast<IndexHeader*>(store->region().rw(region::kRootsOffset))) {}
 
 uint64_t Btree::prefix_of(std::string_view key) {
   uint64_t p = 0;

@@ -18,6 +18,7 @@
 
 #include "index/layout.h"
 #include "region/heap.h"
+#include "region/region.h"
 #include "session/session_core.h"
 #include "stoa/result.h"
 
@@ -25,7 +26,9 @@ namespace stoa::index {
 
 class Btree {
  public:
-  explicit Btree(internal::StoreImpl* store);
+  // The tree rooted in `root` (the index's header in the roots page of
+  // `region`); both outlive it.
+  Btree(region::Region& region, IndexHeader* root) : region_(&region), hdr_(root) {}
   // Where to count the frozen nodes that help() replaces (recovery stats).
   void count_unfrozen_in(std::atomic<uint64_t>* counter) { unfrozen_ = counter; }
 

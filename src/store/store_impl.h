@@ -122,6 +122,8 @@ class StoreImpl {
   };
   static thread_local const StoreImpl*
       reclaiming_;  // the store whose reclaim_mu_ this thread holds
+  // The transaction layer's view of this store.
+  TxnContext txn_context();
   uint32_t reap_dead_locked() REQUIRES(reclaim_mu_);
   void reap_slots_locked(const std::vector<uint32_t>& slots) REQUIRES(reclaim_mu_);
   void drain_parked_locked() REQUIRES(reclaim_mu_);

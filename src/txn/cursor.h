@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "index/btree.h"
-#include "stoa/txn.h"
+#include "stoa/txn_options.h"
 #include "txn/txn.h"
 
 namespace stoa::internal {
@@ -26,12 +26,12 @@ class CursorImpl {
  public:
   using Direction = index::Btree::Direction;
 
-  CursorImpl(TxnImpl* t, std::string from, std::string to, bool reverse)
+  CursorImpl(TxnImpl* t, std::string from, std::string to, ScanOrder order)
       : t_(t),
         it_(&t->tree()),
         from_(std::move(from)),
         to_(std::move(to)),
-        order_(reverse ? Direction::kBackward : Direction::kForward) {
+        order_(order == ScanOrder::kReverse ? Direction::kBackward : Direction::kForward) {
     position(order_ == Direction::kForward ? from_ : to_, order_, false);
   }
 
@@ -39,7 +39,7 @@ class CursorImpl {
   // kCorrupt once the index walk met damage (the cursor is then invalid).
   const Status& status() const { return status_; }
   std::string_view key() const { return key_; }
-  View value() const { return value_; }
+  std::string_view value() const { return value_; }
   // One key on in the cursor's order.
   void next() { step(order_); }
   // One key back, against the cursor's order.
@@ -165,7 +165,7 @@ class CursorImpl {
   bool valid_ = false;
   bool from_index_ = false;
   std::string_view key_;
-  View value_;
+  std::string_view value_;
   Status status_;
 };
 

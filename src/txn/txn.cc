@@ -45,7 +45,7 @@
 
 #include "crash/crash_point.h"
 #include "index/version_chain.h"
-#include "store/store_impl.h"
+#include "log/log.h"
 #include "txn/cursor.h"
 #include "util/clock.h"
 #include "util/futex.h"
@@ -81,8 +81,8 @@ std::string prefix_end(std::string_view p) {
   return e;
 }
 
-TxnImpl::TxnImpl(SessionCore* s, const TxnOptions& options)
-    : s_(s), store_(s->store()), mgr_(&s->store()->txns()), opts_(options) {}
+TxnImpl::TxnImpl(TxnManager* mgr, SessionCore* s, const TxnOptions& options)
+    : s_(s), mgr_(mgr), ctx_(&mgr->context()), opts_(options) {}
 
 TxnImpl::~TxnImpl() {
   if (active_) abort();
@@ -127,33 +127,33 @@ Status TxnImpl::usable() const {
 uint64_t TxnImpl::visible(uint64_t rec) const { return mgr_->tree().version_at(rec, snapshot_); }
 
 bool TxnImpl::is_tombstone(uint64_t version) const {
-  const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(version));
+  const auto* ver = reinterpret_cast<const index::Version*>(ctx_->region->ro(version));
   return (ver->len & index::kTombstone) != 0;
 }
 
-View TxnImpl::value_of(uint64_t v) const {
+std::string_view TxnImpl::value_of(uint64_t v) const {
   // `v` is our own version or one version_at() checked, value included.
-  auto value = index::VersionChain(store_->region()).value(v);
-  return value.ok() ? View(value->data(), value->size()) : View();
+  auto value = index::VersionChain(*ctx_->region).value(v);
+  return value.ok() ? *value : std::string_view();
 }
 
 Error TxnImpl::damaged_index() const {
-  return store_->corruption(
+  return ctx_->corruption(
       s_, Error(Code::kCorrupt, fmt::format("{}/stoa.data: an index node on the path to a key "
                                             "fails its shape check (stoa verify names it)",
-                                            store_->path())));
+                                            ctx_->path)));
 }
 
-Error TxnImpl::corrupt(Error e) const { return store_->corruption(s_, std::move(e)); }
+Error TxnImpl::corrupt(Error e) const { return ctx_->corruption(s_, std::move(e)); }
 
 Error TxnImpl::fail(Error e) {
   // Damage found by this session: its flight recorder goes to a file first.
-  if (e.code() == Code::kCorrupt) e = store_->corruption(s_, std::move(e));
+  if (e.code() == Code::kCorrupt) e = ctx_->corruption(s_, std::move(e));
   failed_ = e;
   return e;
 }
 
-Result<View> TxnImpl::get(std::string_view key) {
+Result<std::string_view> TxnImpl::get(std::string_view key) {
   STOA_TRY(usable());
   if (Status st = check_key(key); !st.ok()) return fail(st.error());
   auto it = writes_.find(key);
@@ -177,7 +177,7 @@ Result<uint64_t> TxnImpl::make_version(std::string_view value, bool tombstone) {
 }
 
 void TxnImpl::free_version(uint64_t v) {
-  const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(v));
+  const auto* ver = reinterpret_cast<const index::Version*>(ctx_->region->ro(v));
   if (ver->blob != 0) (void)s_->free(ver->blob);
   (void)s_->free(v);
 }
@@ -235,7 +235,7 @@ bool TxnImpl::changed(uint64_t rec) const {
   // A head that cannot name a version reads as unchanged; reads of the key
   // report the damage (Btree::version_at).
   uint64_t head = k->head.load(std::memory_order_acquire);
-  return head != 0 && index::VersionChain(store_->region()).ts_of(head) > snapshot_;
+  return head != 0 && index::VersionChain(*ctx_->region).ts_of(head) > snapshot_;
 }
 
 Status TxnImpl::validate() {
@@ -277,7 +277,7 @@ void TxnImpl::release_commit(uint64_t locked, bool clear_ts) {
   txn::TxnSlot& t = s_->slot_ptr()->txn;
   const uint64_t mine = TxnManager::lock_word(s_->slot(), s_->generation());
   if (t.list != 0) {
-    const auto* pairs = reinterpret_cast<const txn::CommitPair*>(store_->region().ro(t.list));
+    const auto* pairs = reinterpret_cast<const txn::CommitPair*>(ctx_->region->ro(t.list));
     for (uint64_t i = 0; i < locked; i++) {
       auto* rec = mgr_->tree().record_rw(pairs[i].record);
       uint64_t expected = mine;
@@ -329,7 +329,7 @@ Result<uint64_t> TxnImpl::commit() {
   if (Status st = tree.find_or_insert_batch(*s_, keys, &recs); !st.ok()) {
     release_commit(0, false);
     abort();
-    return store_->corruption(s_, std::move(st).error());
+    return ctx_->corruption(s_, std::move(st).error());
   }
   uint64_t i = 0;
   for (const auto& [key, v] : writes_) {
@@ -351,11 +351,11 @@ Result<uint64_t> TxnImpl::commit() {
     log::Op op;
     op.key = key;
     op.del = is_tombstone(v);
-    if (!op.del) op.value = value_of(v).str();
+    if (!op.del) op.value = value_of(v);
     ops.push_back(op);
   }
   const uint64_t len = log::commit_size(ops);
-  LogManager& lg = store_->log();
+  LogManager& lg = *ctx_->log;
   t.installing.store(txn::kReserving, std::memory_order_seq_cst);
   auto start = lg.reserve(*s_, len);
   if (!start.ok()) {
@@ -377,7 +377,7 @@ Result<uint64_t> TxnImpl::commit() {
     return std::move(st).error();
   }
   STOA_CRASH_POINT(kCommitValidated);
-  region::Region& r = store_->region();
+  region::Region& r = *ctx_->region;
   for (uint64_t k = 0; k < n; k++)
     reinterpret_cast<index::Version*>(r.rw(pairs[k].version))->ts = cts;
   t.state.store(uint32_t(txn::CommitState::kInstalling),
@@ -406,7 +406,7 @@ Result<uint64_t> TxnImpl::commit() {
   STOA_CRASH_POINT(kCommitVisible);
   // Installed and visible; now the promise of the durability mode.
   if (!logged.ok()) return std::move(logged).error();
-  STOA_TRY(lg.after_commit(cts, store_->options().durability));
+  STOA_TRY(lg.after_commit(cts, ctx_->durability));
   return cts;
 }
 
@@ -426,7 +426,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   retried_ = true;
   index::IndexHeader* h = mgr_->header();
   index::Btree& tree = mgr_->tree();
-  const index::VersionChain chain(store_->region());
+  const index::VersionChain chain(*ctx_->region);
   const uint64_t deadline = util::mono_ns() + uint64_t(timeout.count()) * 1000000;
   // Announce first, then read the futex word, then check the keys: a
   // committer that installs after the check sees the announcement and
@@ -466,7 +466,8 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   }
 }
 
-Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool reverse) {
+Result<std::unique_ptr<CursorImpl>> TxnImpl::scan(std::string_view from, std::string_view to,
+                                                  ScanOrder order) {
   STOA_TRY(usable());
   if (from.size() > kMaxKeySize || to.size() > kMaxKeySize) {
     return fail(Error(Code::kInvalidArgument, "scan bound longer than the largest key"));
@@ -474,9 +475,9 @@ Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool re
   if (!opts_.read_only) {
     ranges_.push_back(Range{std::string(from), std::string(to)});
   }
-  auto c = std::make_unique<CursorImpl>(this, std::string(from), std::string(to), reverse);
+  auto c = std::make_unique<CursorImpl>(this, std::string(from), std::string(to), order);
   if (!c->status().ok()) return c->status().error();
-  return Cursor(std::move(c));
+  return c;
 }
 
 }  // namespace stoa::internal

@@ -36,7 +36,8 @@
 #include <fmt/format.h>
 
 #include "index/version_chain.h"
-#include "store/store_impl.h"
+#include "log/log.h"
+#include "session/session_table.h"
 #include "util/clock.h"
 #include "util/futex.h"
 #include "util/scope_exit.h"
@@ -50,8 +51,11 @@ constexpr uint64_t kThresholdTtlNs = 1'000'000;  // recompute the trim threshold
 constexpr uint64_t kVisibleWaitNs = 10'000'000'000ull;
 }  // namespace
 
-TxnManager::TxnManager(StoreImpl* store) : store_(store), tree_(store) {
-  tree_.count_unfrozen_in(&store->table().header()->counters.nodes_unfrozen);
+TxnManager::TxnManager(TxnContext ctx)
+    : ctx_(std::move(ctx)),
+      tree_(*ctx_.region,
+            reinterpret_cast<index::IndexHeader*>(ctx_.region->rw(region::kRootsOffset))) {
+  tree_.count_unfrozen_in(&ctx_.table->header()->counters.nodes_unfrozen);
 }
 
 uint64_t TxnManager::take_snapshot(session::SessionSlot* slot) {
@@ -69,7 +73,7 @@ void TxnManager::drop_snapshot(session::SessionSlot* slot) {
 
 void TxnManager::advance_visible() {
   index::IndexHeader* h = header();
-  session::SessionTable& t = store_->table();
+  session::SessionTable& t = *ctx_.table;
   const uint64_t g = h->next_ts.load(std::memory_order_seq_cst);
   uint64_t target = g;
   const uint32_t n =
@@ -96,7 +100,7 @@ void TxnManager::await_visible(uint64_t ts) {
     if (now - start > kVisibleWaitNs) return;  // a stopped (not dead) committer: give up waiting
     if (now - last_probe > kProbeEveryNs) {
       last_probe = now;
-      (void)store_->reap_dead_sessions();
+      ctx_.reap_dead_sessions();
     }
     if (spin > 64) std::this_thread::yield();
   }
@@ -114,8 +118,8 @@ Status TxnManager::lock(SessionCore& s, index::KeyRecord* rec) {
     if (now - last_probe > kProbeEveryNs) {
       last_probe = now;
       uint32_t holder = uint32_t(expected >> 32) - 1;
-      if (holder < store_->table().slot_count() && !store_->table().held_by_other(holder)) {
-        store_->reap_slots({holder});
+      if (holder < ctx_.table->slot_count() && !ctx_.table->held_by_other(holder)) {
+        ctx_.reap_slots({holder});
       }
     }
     if (now - start > kLockSpinNs) {
@@ -132,7 +136,7 @@ uint64_t TxnManager::trim_threshold() {
     return threshold_.load(std::memory_order_relaxed);
   }
   index::IndexHeader* h = header();
-  session::SessionTable& t = store_->table();
+  session::SessionTable& t = *ctx_.table;
   const uint32_t n =
       std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
   auto oldest = [&] {
@@ -156,7 +160,7 @@ uint64_t TxnManager::trim_threshold() {
 
 void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
   const uint64_t low = trim_threshold();
-  region::Region& r = store_->region();
+  region::Region& r = *ctx_.region;
   const index::VersionChain chain(r);
   // The newest version at or below the threshold stays, with every newer
   // one. Versions of other processes may lie past this process's mapping
@@ -173,9 +177,8 @@ void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
     Status rs = old.blob != 0 ? s.retire(old.blob) : Status{};
     if (rs.ok()) rs = s.retire(old_off);
     if (!rs.ok()) {
-      (void)store_->corruption(
-          &s, Error(Code::kCorrupt,
-                    fmt::format("trimming a version at {}: {}", old_off, rs.error().message())));
+      (void)ctx_.corruption(&s, Error(Code::kCorrupt, fmt::format("trimming a version at {}: {}",
+                                                                  old_off, rs.error().message())));
     }
     return true;
   });
@@ -185,10 +188,10 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
   txn::TxnSlot& t = sl->txn;
   const auto state = txn::CommitState(t.state.load(std::memory_order_acquire));
   const uint64_t word = lock_word(slot, dead_gen);
-  region::Region& r = store_->region();
-  region::Heap& heap = store_->heap();
+  region::Region& r = *ctx_.region;
+  region::Heap& heap = *ctx_.heap;
   const uint64_t count = t.list_count.load(std::memory_order_acquire);
-  session::RecoveryCounters& counters = store_->table().header()->counters;
+  session::RecoveryCounters& counters = ctx_.table->header()->counters;
   if (state == txn::CommitState::kInstalling) {
     counters.rolled_forward.fetch_add(1, std::memory_order_relaxed);
   } else if (state != txn::CommitState::kIdle) {
@@ -196,7 +199,7 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
   }
   // Its log range first (log.cc): the record again from the commit list if
   // it passed the commit point, else padding. Before the watermark moves.
-  store_->log().settle_dead(
+  ctx_.log->settle_dead(
       &t.log_start, &t.log_len, state == txn::CommitState::kInstalling,
       [&](std::vector<log::Op>* ops) {
         if (t.list == 0 || !r.ensure(t.list, count * 16).ok()) return;
@@ -307,7 +310,7 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
   auto unpin = util::scope_exit([&] { s.unpin(); });
   std::vector<uint64_t> recs;
   STOA_TRY(tree_.find_or_insert_batch(s, keys, &recs));
-  const index::VersionChain chain(store_->region());
+  const index::VersionChain chain(*ctx_.region);
   for (size_t i = 0; i < ops.size(); i++) {
     STOA_ASSIGN(uint64_t v, make_version(s, ops[i].value, ops[i].del));
     auto* ver = reinterpret_cast<index::Version*>(s.write_ptr(v));
