@@ -95,7 +95,8 @@ class Cursor {
   // largest key <= `key` (an empty `key` is the range's end). kClosed for a
   // cursor that came from no scan.
   Status seek(std::string_view key);
-  // Ok, or the error that ended the iteration.
+  // Ok, or the error that ended the iteration (kClosed for a cursor that
+  // came from no scan).
   Status status() const;
 
  private:
