@@ -125,7 +125,7 @@ int transfer_main(const std::string& path, int proc, uint64_t seed, Ctl* ctl) {
 void audit(Txn& t, std::mt19937_64& rng, uint64_t seed, const char* kind) {
   // 1. A prefix scan, in key order (backward now and then).
   const bool reverse = rng() % 4 == 0;
-  auto c = t.prefix("acct/", reverse);
+  auto c = t.prefix("acct/", reverse ? ScanOrder::kReverse : ScanOrder::kForward);
   CHILD_CHECK(c.ok(), "prefix: {} (seed {})", err(c), seed);
   int64_t sum = 0;
   int n = 0;

@@ -205,7 +205,7 @@ void check_state(Txn& t, const Model& m, const char* who) {
   auto got = drain(*fwd, nullptr, 0);
   auto want = model_range(m, "", "", false);
   if (got != want) RC_FAIL(fmt::format("{}: scan sees {}, model {}", who, show(got), show(want)));
-  auto rev = t.scan("", "", true);
+  auto rev = t.scan("", "", ScanOrder::kReverse);
   RC_ASSERT(rev.ok());
   got = drain(*rev, nullptr, 0);
   std::reverse(want.begin(), want.end());
@@ -329,7 +329,7 @@ RC_GTEST_PROP(TxnProp, MatchesStdMap, ()) {
           // Bounds: a key, or "" (unbounded) for one in eight choices.
           std::string from = op.a % 8 == 0 ? "" : keys()[op.a % keys().size()];
           std::string to = op.b % 8 == 0 ? "" : keys()[op.b % keys().size()];
-          auto c = txn->scan(from, to, op.reverse);
+          auto c = txn->scan(from, to, op.reverse ? ScanOrder::kReverse : ScanOrder::kForward);
           RC_ASSERT(c.ok());
           auto got = drain(*c, &held, sps.size());
           auto want = model_range(view, from, to, op.reverse);
@@ -343,7 +343,7 @@ RC_GTEST_PROP(TxnProp, MatchesStdMap, ()) {
         case OpKind::kPrefix: {
           ensure_txn();
           const std::string& p = prefixes()[op.a % prefixes().size()];
-          auto c = txn->prefix(p, op.reverse);
+          auto c = txn->prefix(p, op.reverse ? ScanOrder::kReverse : ScanOrder::kForward);
           RC_ASSERT(c.ok());
           auto got = drain(*c, &held, sps.size());
           auto want = model_prefix(view, p, op.reverse);

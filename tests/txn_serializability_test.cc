@@ -262,8 +262,9 @@ int phantom_child(const std::string& path, const PhantomCase& c, Pipe* to_child,
   auto tr = s.begin(TxnOptions{.isolation = c.iso});
   CHILD_CHECK(tr.ok(), "begin: {}", err(tr));
   Txn t = std::move(tr).value();
+  const ScanOrder order = c.reverse ? ScanOrder::kReverse : ScanOrder::kForward;
   auto scan = [&] {
-    auto cur = c.prefix ? t.prefix(c.from, c.reverse) : t.scan(c.from, c.to, c.reverse);
+    auto cur = c.prefix ? t.prefix(c.from, order) : t.scan(c.from, c.to, order);
     CHILD_CHECK(cur.ok(), "{}: scan: {}", c.name, err(cur));
     std::vector<std::string> keys;
     for (; cur->valid(); (void)cur->next()) keys.emplace_back(cur->key());
@@ -593,7 +594,7 @@ int history_worker(const std::string& path, int p, int n, Isolation iso, uint64_
     Txn t = std::move(tr).value();
     if (scan) {
       const bool reverse = rng() % 2 == 0;
-      auto c = t.prefix("k", reverse);
+      auto c = t.prefix("k", reverse ? ScanOrder::kReverse : ScanOrder::kForward);
       CHILD_CHECK(c.ok(), "scan: {}", err(c));
       for (; c->valid(); (void)c->next())
         r.reads.push_back({std::string(c->key()), c->value().copy()});

@@ -209,7 +209,7 @@ int print_keys(const std::string& dir, const std::string& prefix, bool reverse,
   if (!o.ok()) return report(o.error());
   auto t = o->session.begin(TxnOptions{.read_only = true});
   if (!t.ok()) return report(t.error());
-  auto c = t->prefix(prefix, reverse);
+  auto c = t->prefix(prefix, reverse ? ScanOrder::kReverse : ScanOrder::kForward);
   if (!c.ok()) return report(c.error());
   Out out;
   for (uint64_t n = 0; c->valid() && (!limit || n < *limit); n++) {

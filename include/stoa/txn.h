@@ -33,6 +33,7 @@
 #include <string_view>
 
 #include "stoa/result.h"
+#include "stoa/txn_options.h"
 
 namespace stoa {
 
@@ -40,29 +41,6 @@ namespace internal {
 class TxnImpl;
 class CursorImpl;
 }  // namespace internal
-
-enum class Isolation : uint8_t { kSerializable, kSnapshot };
-
-struct TxnOptions {
-  Isolation isolation = Isolation::kSerializable;
-  // A read-only transaction keeps no read set and cannot write (puts return
-  // kInvalidArgument).
-  bool read_only = false;
-};
-
-struct TransactOptions {
-  TxnOptions txn;
-  // How many times transact() runs the function when commit conflicts.
-  uint32_t max_attempts = 100;
-  // Backoff between attempts: random in [0, base * 2^attempt), capped.
-  std::chrono::microseconds backoff_base{20};
-  std::chrono::microseconds backoff_cap{20000};
-  // Txn::retry() waits at most this long for a read key to change.
-  std::chrono::milliseconds retry_timeout{1000};
-};
-
-inline constexpr size_t kMaxKeySize = 1024;
-inline constexpr uint64_t kMaxValueSize = uint64_t{1} << 32;  // 4 GiB
 
 // A value, in place in the store. Valid until its transaction ends.
 class View {
@@ -81,6 +59,21 @@ class View {
 
 // Iterates keys of one snapshot (merged with the transaction's own writes)
 // in key order, forward or backward. Valid until its transaction ends.
+//
+// LevelDB's iterator contract. valid() is true while the cursor stands on a
+// key; key() and value() may be called only then. Once valid() is false,
+// status() says why: ok when the range is exhausted, an error (kCorrupt,
+// naming the offset of the damaged index node, record or version) when the
+// walk met damage. An error ends the iteration for good: the cursor stays
+// invalid, status() keeps the error and seek() does not clear it. A damaged
+// store therefore never reads as a shorter range, but only a caller that
+// checks status() after its loop learns that:
+//
+//   for (; c.valid(); c.next()) { ... }
+//   if (!c.status().ok()) return c.status();
+//
+// next(), prev() and seek() return the status() they leave behind; on a
+// cursor that is not valid, next() and prev() do nothing.
 class Cursor {
  public:
   Cursor();
@@ -91,13 +84,23 @@ class Cursor {
   bool valid() const;
   std::string_view key() const;
   View value() const;
-  // Moves to the next key in the cursor's direction. Errors: kCorrupt when
-  // the walk meets a damaged index node, record or version (the cursor is
-  // then not valid: it never ends early in silence).
+  // Moves to the next key in the cursor's order (scan() chose it).
   Status next();
+  // Moves to the previous key in the cursor's order. The first step against
+  // the order re-descends the index from the current key (O(log n)); further
+  // steps that way cost what next() costs.
+  Status prev();
+  // Positions at the first key at or after `key` in the cursor's order,
+  // within its range: forward, the smallest key >= `key`; reverse, the
+  // largest key <= `key` (an empty `key` is the range's end). kClosed for a
+  // cursor that came from no scan.
+  Status seek(std::string_view key);
+  // Ok, or the error that ended the iteration (kClosed for a cursor that
+  // came from no scan).
+  Status status() const;
 
  private:
-  friend class internal::TxnImpl;
+  friend class Txn;
   explicit Cursor(std::unique_ptr<internal::CursorImpl> impl);
   std::unique_ptr<internal::CursorImpl> impl_;
 };
@@ -118,12 +121,13 @@ class Txn {
   Status put(std::string_view key, std::string_view value);
   Status del(std::string_view key);
 
-  // Keys in [from, to) (to empty: no upper bound); reverse iterates from the
-  // largest. The range counts as read for conflict detection. kCorrupt when
-  // the first step meets damage.
-  Result<Cursor> scan(std::string_view from, std::string_view to, bool reverse = false);
+  // Keys in [from, to) (to empty: no upper bound); ScanOrder::kReverse
+  // iterates from the largest. The range counts as read for conflict
+  // detection. kCorrupt when the first step meets damage.
+  Result<Cursor> scan(std::string_view from, std::string_view to,
+                      ScanOrder order = ScanOrder::kForward);
   // Keys starting with `prefix`.
-  Result<Cursor> prefix(std::string_view prefix, bool reverse = false);
+  Result<Cursor> prefix(std::string_view prefix, ScanOrder order = ScanOrder::kForward);
 
   // Savepoints: rollback_to(sp) undoes the writes made after savepoint(sp)
   // was taken (Views of those values end with them); only each key's final

@@ -1,6 +1,7 @@
 // api/txn.cc — the public Txn, Cursor and Session transaction entry points:
-// thin wrappers over the txn layer's TxnImpl and CursorImpl, reached through
-// the store layer.
+// thin wrappers over the txn layer's TxnImpl and CursorImpl (values come up
+// as string_views and leave as Views); a session's TxnManager is reached
+// through the store layer.
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "stoa/store.h"
 #include "stoa/txn.h"
+#include "store/store_impl.h"
 #include "txn/cursor.h"
 #include "util/clock.h"
 
@@ -25,10 +27,28 @@ Cursor& Cursor::operator=(Cursor&&) noexcept = default;
 Cursor::Cursor(std::unique_ptr<CursorImpl> impl) : impl_(std::move(impl)) {}
 bool Cursor::valid() const { return impl_ && impl_->valid(); }
 std::string_view Cursor::key() const { return impl_->key(); }
-View Cursor::value() const { return impl_->value(); }
+View Cursor::value() const {
+  std::string_view v = impl_->value();
+  return View(v.data(), v.size());
+}
+static Error no_cursor() { return Error(Code::kClosed, "empty cursor"); }
 Status Cursor::next() {
-  if (!impl_) return Error(Code::kClosed, "empty cursor");
+  if (!impl_) return no_cursor();
   impl_->next();
+  return impl_->status();
+}
+Status Cursor::prev() {
+  if (!impl_) return no_cursor();
+  impl_->prev();
+  return impl_->status();
+}
+Status Cursor::seek(std::string_view key) {
+  if (!impl_) return no_cursor();
+  impl_->seek(key);
+  return impl_->status();
+}
+Status Cursor::status() const {
+  if (!impl_) return no_cursor();
   return impl_->status();
 }
 
@@ -42,7 +62,8 @@ static Error no_txn() { return Error(Code::kClosed, "no transaction"); }
 
 Result<View> Txn::get(std::string_view key) {
   if (!impl_) return no_txn();
-  return impl_->get(key);
+  STOA_ASSIGN(std::string_view v, impl_->get(key));
+  return View(v.data(), v.size());
 }
 Status Txn::put(std::string_view key, std::string_view value) {
   if (!impl_) return no_txn();
@@ -52,13 +73,13 @@ Status Txn::del(std::string_view key) {
   if (!impl_) return no_txn();
   return impl_->put(key, {}, true);
 }
-Result<Cursor> Txn::scan(std::string_view from, std::string_view to, bool reverse) {
+Result<Cursor> Txn::scan(std::string_view from, std::string_view to, ScanOrder order) {
   if (!impl_) return no_txn();
-  return impl_->scan(from, to, reverse);
+  STOA_ASSIGN(auto c, impl_->scan(from, to, order));
+  return Cursor(std::move(c));
 }
-Result<Cursor> Txn::prefix(std::string_view p, bool reverse) {
-  if (!impl_) return no_txn();
-  return impl_->scan(p, internal::prefix_end(p), reverse);
+Result<Cursor> Txn::prefix(std::string_view p, ScanOrder order) {
+  return scan(p, internal::prefix_end(p), order);
 }
 uint32_t Txn::savepoint() { return impl_ ? impl_->savepoint() : 0; }
 Status Txn::rollback_to(uint32_t sp) {
@@ -81,7 +102,7 @@ bool Txn::active() const { return impl_ && impl_->active(); }
 
 Result<Txn> Session::begin(const TxnOptions& options) {
   if (core_ == nullptr) return Error(Code::kClosed, "session is closed");
-  auto impl = std::make_unique<TxnImpl>(core_, options);
+  auto impl = std::make_unique<TxnImpl>(&internal::store_of(core_)->txns(), core_, options);
   STOA_TRY(impl->start());
   return Txn(std::move(impl));
 }

@@ -34,13 +34,10 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
-#include "store/store_impl.h"
+#include "index/version_chain.h"
+#include "stoa/txn_options.h"
 
 namespace stoa::index {
-
-Btree::Btree(internal::StoreImpl* store)
-    : region_(&store->region()),
-      hdr_(reinterpret_cast<IndexHeader*>(store->region().rw(region::kRootsOffset))) {}
 
 uint64_t Btree::prefix_of(std::string_view key) {
   uint64_t p = 0;
@@ -102,20 +99,11 @@ Offset Btree::version_at(Offset rec, uint64_t snapshot) const {
   const uint64_t d0 = t_damage;
   const KeyRecord* k = record(rec);
   if (t_damage != d0) return kDamaged;
-  uint64_t v = k->head.load(std::memory_order_acquire);
-  // Timestamps fall strictly along a chain, so a sound one is finite; the
-  // bound only stops a damaged, cyclic one.
-  for (uint32_t depth = 0; v != 0; depth++) {
-    if (depth > (1u << 24) || !region_->reach(v, sizeof(Version))) return kDamaged;
-    const auto* ver = reinterpret_cast<const Version*>(region_->ro(v));
-    if (ver->ts <= snapshot) {
-      if (ver->len & kTombstone) return 0;
-      const uint64_t at = ver->blob != 0 ? ver->blob : v + sizeof(Version);
-      return region_->reach(at, ver->len) ? v : kDamaged;
-    }
-    v = ver->next.load(std::memory_order_acquire);
-  }
-  return 0;
+  const VersionChain chain(*region_);
+  auto v = chain.newest_at(k->head.load(std::memory_order_acquire), snapshot);
+  if (!v.ok()) return kDamaged;
+  if (*v == 0 || VersionChain::tombstone(*chain.at(*v))) return 0;
+  return chain.value(*v).ok() ? *v : kDamaged;
 }
 
 int Btree::compare(std::string_view key, uint64_t kp, uint64_t rp, Offset rec) const {
@@ -536,23 +524,23 @@ uint64_t Btree::verify(region::Heap& heap, uint64_t last_ts,
       have_prev = true;
       records++;
       uint64_t prev_ts = last_ts + 1;
-      uint32_t depth = 0;
-      for (Offset v = k->head.load(std::memory_order_acquire); v != 0 && depth < 1000000; depth++) {
-        if (!live_block(v, sizeof(Version), "version")) break;
-        const auto* ver = reinterpret_cast<const Version*>(region_->ro(v));
-        if (ver->ts >= prev_ts || ver->ts == 0) {
-          problem(fmt::format("version at offset {}: timestamp {} after {} in its chain", v,
-                              ver->ts, prev_ts));
-          break;
-        }
-        uint64_t len = ver->len & ~kTombstone;
-        if (ver->blob != 0 ? !live_block(ver->blob, len, "value blob")
-                           : !live_block(v, sizeof(Version) + len, "version")) {
-          break;
-        }
-        prev_ts = ver->ts;
-        v = ver->next.load(std::memory_order_acquire);
-      }
+      Status chain = VersionChain(*region_).walk(
+          k->head.load(std::memory_order_acquire), [&](Offset v, const Version& ver) {
+            if (!live_block(v, sizeof(Version), "version")) return false;
+            if (ver.ts >= prev_ts || ver.ts == 0) {
+              problem(fmt::format("version at offset {}: timestamp {} after {} in its chain", v,
+                                  ver.ts, prev_ts));
+              return false;
+            }
+            uint64_t len = ver.len & ~kTombstone;
+            if (ver.blob != 0 ? !live_block(ver.blob, len, "value blob")
+                              : !live_block(v, sizeof(Version) + len, "version")) {
+              return false;
+            }
+            prev_ts = ver.ts;
+            return true;
+          });
+      if (!chain.ok()) problem(chain.error().message());
     }
   }
   return records;
@@ -561,86 +549,110 @@ uint64_t Btree::verify(region::Heap& heap, uint64_t last_ts,
 // ---------------------------------------------------------------------------
 // Iteration
 
-const Node* Btree::Iter::checked(Offset off) {
-  const Node* n = t_->node(off);
-  if (t_->shape_ok(n, off)) return n;
-  damaged_ = true;
+void Btree::Iter::fail(Offset node, std::string_view what) {
   valid_ = false;
-  return nullptr;
+  stack_.clear();
+  if (status_.ok()) {
+    status_ = Error(Code::kCorrupt, fmt::format("{}: index node at offset {} is damaged: {}",
+                                                t_->region_->path(), node, what));
+  }
 }
 
-void Btree::Iter::descend_edge(Offset cur, bool reverse) {
-  for (uint32_t d = 0; d <= kMaxDepth; d++) {
+const Node* Btree::Iter::checked(Offset off) {
+  if (stack_.size() > kMaxDepth) {
+    fail(off, fmt::format("the tree is deeper than {} levels", kMaxDepth));
+    return nullptr;
+  }
+  if (!t_->region_->reach(off, kLeafBytes)) {
+    fail(off, "the offset lies outside the file");
+    return nullptr;
+  }
+  const Node* n = t_->node(off);
+  const bool leaf = n->kind == uint16_t(NodeKind::kLeaf);
+  const bool level_ok =
+      leaf == (n->level == 0) && (stack_.empty() || n->level + 1 == stack_.back().node->level);
+  if (!t_->shape_ok(n, off) || !level_ok) {
+    fail(off, fmt::format("kind {} count {} level {} (parent level {})", n->kind, n->count,
+                          n->level, stack_.empty() ? -1 : int64_t(stack_.back().node->level)));
+    return nullptr;
+  }
+  return n;
+}
+
+void Btree::Iter::land() {
+  const Level& top = stack_.back();
+  const Offset r = top.node->ptr[top.idx].load(std::memory_order_relaxed);
+  const std::string_view k = t_->key_of(r);  // sound keys are never empty
+  if (k.empty()) {
+    return fail(top.off, fmt::format("entry {} names a record at offset {} that cannot be read",
+                                     top.idx, r));
+  }
+  if (prefix_of(k) != top.node->prefix[top.idx]) {
+    return fail(top.off, fmt::format("entry {} prefix does not match its key", top.idx));
+  }
+  if (have_key_ && (dir_ == Direction::kForward ? !(key_ < k) : !(k < key_))) {
+    return fail(top.off, fmt::format("keys out of order at entry {}", top.idx));
+  }
+  rec_ = r;
+  key_ = k;
+  have_key_ = true;
+  valid_ = true;
+}
+
+void Btree::Iter::descend_edge(Offset cur) {
+  for (;;) {
     const Node* n = checked(cur);
     if (n == nullptr) return;
-    int idx = reverse ? n->count - 1 : 0;
-    stack_.push_back({n, idx});
-    if (n->kind == uint16_t(NodeKind::kLeaf)) {
-      valid_ = true;
-      rec_ = n->ptr[idx].load(std::memory_order_relaxed);
-      return;
-    }
+    const int idx = dir_ == Direction::kBackward ? n->count - 1 : 0;
+    stack_.push_back({n, cur, idx});
+    if (n->kind == uint16_t(NodeKind::kLeaf)) return land();
     cur = n->ptr[idx].load(std::memory_order_acquire) & ~kFrozen;
   }
-  valid_ = false;
 }
 
-void Btree::Iter::seek(std::string_view key, bool reverse) {
+void Btree::Iter::seek(std::string_view key, Direction dir) {
   stack_.clear();
-  reverse_ = reverse;
+  dir_ = dir;
   valid_ = false;
-  damaged_ = false;
-  damage_at_seek_ = damage_seen();
+  have_key_ = false;
+  if (!status_.ok()) return;  // an error ends the walk for good
   Offset cur = t_->hdr_->root.load(std::memory_order_acquire);
   if (cur == 0) return;
-  if (reverse && key.empty()) {
-    descend_edge(cur, true);
-    return;
-  }
+  const bool back = dir == Direction::kBackward;
+  if (back && key.empty()) return descend_edge(cur);
   const uint64_t kp = prefix_of(key);
-  for (uint32_t d = 0; d <= kMaxDepth; d++) {
+  const uint64_t d0 = damage_seen();
+  for (;;) {
     const Node* n = checked(cur);
     if (n == nullptr) return;
     if (n->kind == uint16_t(NodeKind::kLeaf)) {
       bool found;
       int pos = t_->leaf_lower_bound(n, key, kp, &found);
-      if (damaged()) return;
-      if (reverse && !found) pos--;
-      stack_.push_back({n, pos});
-      if (pos >= 0 && pos < n->count) {
-        valid_ = true;
-        rec_ = n->ptr[pos].load(std::memory_order_relaxed);
-      } else {
-        // Off this leaf's end: step to the neighbour.
-        stack_.back().idx = reverse ? 0 : n->count - 1;
-        valid_ = true;
-        next();
-      }
-      return;
+      if (damage_seen() != d0) return fail(cur, "a key it holds cannot be read");
+      if (back && !found) pos--;
+      stack_.push_back({n, cur, pos});
+      if (pos >= 0 && pos < n->count) return land();
+      // Off this leaf's end: step to the neighbour.
+      stack_.back().idx = back ? 0 : n->count - 1;
+      return advance();
     }
-    int i = t_->child_index(n, key, kp);
-    if (damaged()) return;  // valid_ is still false
-    stack_.push_back({n, i});
+    const int i = t_->child_index(n, key, kp);
+    if (damage_seen() != d0) return fail(cur, "a separator key cannot be read");
+    stack_.push_back({n, cur, i});
     cur = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
   }
 }
 
-void Btree::Iter::next() {
-  if (!valid_) return;
+void Btree::Iter::advance() {
   valid_ = false;
+  const int step = dir_ == Direction::kBackward ? -1 : 1;
   while (!stack_.empty()) {
     Level& top = stack_.back();
     const Node* n = top.node;  // checked when pushed; published nodes never change shape
-    top.idx += reverse_ ? -1 : 1;
+    top.idx += step;
     if (top.idx >= 0 && top.idx < n->count) {
-      Offset child = n->ptr[top.idx].load(std::memory_order_acquire) & ~kFrozen;
-      if (n->kind == uint16_t(NodeKind::kLeaf)) {
-        valid_ = true;
-        rec_ = child;
-        return;
-      }
-      descend_edge(child, reverse_);
-      return;
+      if (n->kind == uint16_t(NodeKind::kLeaf)) return land();
+      return descend_edge(n->ptr[top.idx].load(std::memory_order_acquire) & ~kFrozen);
     }
     stack_.pop_back();
   }

@@ -18,6 +18,7 @@
 
 #include "index/layout.h"
 #include "region/heap.h"
+#include "region/region.h"
 #include "session/session_core.h"
 #include "stoa/result.h"
 
@@ -25,7 +26,9 @@ namespace stoa::index {
 
 class Btree {
  public:
-  explicit Btree(internal::StoreImpl* store);
+  // The tree rooted in `root` (the index's header in the roots page of
+  // `region`); both outlive it.
+  Btree(region::Region& region, IndexHeader* root) : region_(&region), hdr_(root) {}
   // Where to count the frozen nodes that help() replaces (recovery stats).
   void count_unfrozen_in(std::atomic<uint64_t>* counter) { unfrozen_ = counter; }
 
@@ -65,35 +68,61 @@ class Btree {
   const KeyRecord* record(Offset r) const;
   KeyRecord* record_rw(Offset r) const;
 
-  // In-order iteration over records, forward or backward, from a key.
+  // Which way an iterator walks the keys.
+  enum class Direction : uint8_t { kForward, kBackward };
+
+  // In-order iteration over records, forward or backward, from a key, with
+  // LevelDB's iterator contract: valid() is true while the iterator stands
+  // on a record; once it is false, status() says why: ok at the true end of
+  // the keys, kCorrupt (naming the offset of the damaged node) when the walk
+  // met damage. An error ends the walk for good (status() keeps it, a later
+  // seek() does not clear it), so a damaged index never reads as a shorter
+  // one; every caller checks status() after its loop.
+  //
+  // Checked on every node the walk enters: an offset inside the file
+  // (Region::reach), a sound kind and count, a level one below its parent's
+  // (0 exactly for leaves), at most kMaxDepth levels; on every record it
+  // lands on: a readable key whose prefix matches the leaf's entry, and
+  // keys strictly in the walk's order across the whole walk (the ranges of
+  // a node's children never change, so this holds under concurrent writers).
   class Iter {
    public:
     explicit Iter(const Btree* t) : t_(t) {}
     // Positions at the first record >= key (forward) or the last record <=
     // key (backward; an empty key means "from the end").
-    void seek(std::string_view key, bool reverse);
+    void seek(std::string_view key, Direction dir);
     bool valid() const { return valid_; }
     Offset record() const { return rec_; }
-    void next();
-    // The walk (or a key_of() of one of its records) met a damaged node or
-    // offset; the iterator is then not valid.
-    bool damaged() const { return damaged_ || damage_seen() != damage_at_seek_; }
+    // The key of record(), checked, in the mapping (valid while pinned).
+    std::string_view key() const { return key_; }
+    // Moves one record on in the direction of the last seek().
+    void next() {
+      if (valid_) advance();
+    }
+    const Status& status() const { return status_; }
 
    private:
     struct Level {
       const Node* node;  // in the mapping, which never moves
+      Offset off;
       int idx;
     };
-    void descend_edge(Offset node, bool reverse);
-    // The node at `off` if its shape is sound, else nullptr (damaged_ set).
+    void advance();
+    void descend_edge(Offset node);
+    // The node at `off`, one level below the stack top, if it passes the
+    // checks above; else nullptr (the walk has failed).
     const Node* checked(Offset off);
+    // Takes the record at the top leaf's index, checking it and the order.
+    void land();
+    void fail(Offset node, std::string_view what);
     const Btree* t_;
     std::vector<Level> stack_;
-    bool reverse_ = false;
+    Direction dir_ = Direction::kForward;
     bool valid_ = false;
-    bool damaged_ = false;
-    uint64_t damage_at_seek_ = 0;
+    bool have_key_ = false;
     Offset rec_ = 0;
+    std::string_view key_;
+    Status status_;
   };
 
   // Compares `key` with the key of a record, given its prefix word.

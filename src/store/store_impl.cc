@@ -206,12 +206,13 @@ Status StoreImpl::open_protocol() {
     STOA_TRY(table_->init_alone(slots, region_->seed(), &recreated));
     recoveries_before_ = table_->header()->recoveries.load(std::memory_order_relaxed);
     heap_->count_repairs_in(&table_->header()->counters.heap_repaired);
-    txns_ = std::make_unique<TxnManager>(this);
+    txns_ = std::make_unique<TxnManager>(txn_context());
     const bool fresh = created || rebuild_pending_;
     const uint64_t seg_size = rebuild_pending_      ? rebuild_segment_size_
                               : created || seg == 0 ? options_.log_segment_size
                                                     : seg;
     log_ = std::make_unique<LogManager>(log_context(), env_, log_dir, seg_size);
+    txns_->set_log(log_.get());
     log_->init_alone(fresh);
     // Finish or undo the commits of sessions that died, before their memory
     // is reclaimed below (rolled-forward versions get published first).
@@ -254,9 +255,10 @@ Status StoreImpl::open_protocol() {
     STOA_TRY(table_->check_attached(slots, region_->seed()));
     STOA_TRY(table_->attach_shared());
     heap_->count_repairs_in(&table_->header()->counters.heap_repaired);
-    txns_ = std::make_unique<TxnManager>(this);
+    txns_ = std::make_unique<TxnManager>(txn_context());
     if (seg == 0) return Error(Code::kCorrupt, fmt::format("{}: log header not set up", data));
     log_ = std::make_unique<LogManager>(log_context(), env_, log_dir, seg);
+    txns_->set_log(log_.get());
   }
   return {};
 }
@@ -279,6 +281,21 @@ LogContext StoreImpl::log_context() {
 Result<std::unique_ptr<SnapshotSource>> StoreImpl::open_snapshot() {
   STOA_ASSIGN(SessionCore * s, new_session());
   return std::unique_ptr<SnapshotSource>(new TxnSnapshotSource(this, s, /*owned=*/true));
+}
+
+// What the transaction layer may use of this store (txn/txn_context.h):
+// the log is set once it is made.
+TxnContext StoreImpl::txn_context() {
+  TxnContext c;
+  c.region = region_.get();
+  c.heap = heap_.get();
+  c.table = table_.get();
+  c.path = path_;
+  c.durability = options_.durability;
+  c.reap_dead_sessions = [this] { (void)reap_dead_sessions(); };
+  c.reap_slots = [this](const std::vector<uint32_t>& slots) { reap_slots(slots); };
+  c.corruption = [this](SessionCore* core, Error e) { return corruption(core, std::move(e)); };
+  return c;
 }
 
 StoreImpl::~StoreImpl() {

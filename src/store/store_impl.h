@@ -126,6 +126,8 @@ class StoreImpl final : public SessionHost {
   };
   static thread_local const StoreImpl*
       reclaiming_;  // the store whose reclaim_mu_ this thread holds
+  // The transaction layer's view of this store.
+  TxnContext txn_context();
   uint32_t reap_dead_locked() REQUIRES(reclaim_mu_);
   void reap_slots_locked(const std::vector<uint32_t>& slots) REQUIRES(reclaim_mu_);
   void drain_parked_locked() REQUIRES(reclaim_mu_);
@@ -191,6 +193,8 @@ struct StoreAccess {
 // What tests, benches and the api layer reach below the public API with.
 inline StoreImpl* impl_of(Store& s) { return StoreAccess::impl(s); }
 inline SessionCore* core_of(Session& s) { return StoreAccess::core(s); }
+// The store a session belongs to: StoreImpl is the only SessionHost.
+inline StoreImpl* store_of(SessionCore* c) { return static_cast<StoreImpl*>(c->host()); }
 
 }  // namespace stoa::internal
 

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "index/version_chain.h"
 #include "store/store_impl.h"
 
 namespace stoa::internal {
@@ -43,33 +44,37 @@ Status TxnSnapshotSource::scan(
   while (!done) {
     s.pin();
     index::Btree::Iter it(&tree);
-    it.seek(last, false);
-    if (started && it.valid() && tree.key_of(it.record()) == last) it.next();
+    it.seek(last, index::Btree::Direction::kForward);
+    if (started && it.valid() && it.key() == last) it.next();
     for (int n = 0; n < kChunkKeys && it.valid(); n++, it.next()) {
-      std::string_view key = tree.key_of(it.record());
+      std::string_view key = it.key();
       const uint64_t v = tree.version_at(it.record(), ts);
       // Damage, or keys out of order (which would make the walk resume
       // behind itself forever): no checkpoint.
-      if (it.damaged() || v == index::Btree::kDamaged || (started && key <= last)) {
+      if (v == index::Btree::kDamaged || (started && key <= last)) {
         bad = true;
         break;
       }
       last.assign(key);
       started = true;
       if (v == 0) continue;
-      const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
-      const uint64_t len = ver->len;
-      const uint64_t src = ver->blob != 0 ? ver->blob : v + sizeof(index::Version);
-      entry(key, std::string_view(r.ro(src), size_t(len)));
+      auto value = index::VersionChain(r).value(v);  // version_at checked it
+      if (!value.ok()) {
+        bad = true;
+        break;
+      }
+      entry(key, *value);
     }
-    const bool damaged = it.damaged() || bad;
+    // The iterator's error names the damaged node.
+    const std::string why = it.status().ok() ? "" : " (" + it.status().error().message() + ")";
+    const bool damaged = !it.status().ok() || bad;
     done = !it.valid();
     s.unpin();
     if (damaged) {
       return Error(Code::kCorrupt, fmt::format("{}/stoa.data: the index fails its checks after "
-                                               "key '{}': no checkpoint written (stoa verify "
+                                               "key '{}'{}: no checkpoint written (stoa verify "
                                                "names the damage)",
-                                               store_->path(), last));
+                                               store_->path(), last, why));
     }
     STOA_TRY(chunk_done(done));
   }

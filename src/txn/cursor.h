@@ -12,59 +12,97 @@
 #include <string_view>
 
 #include "index/btree.h"
-#include "stoa/txn.h"
+#include "stoa/txn_options.h"
 #include "txn/txn.h"
 
 namespace stoa::internal {
 
+// LevelDB's iterator contract (include/stoa/txn.h): once the cursor is
+// not valid, status() says whether the range ended (ok) or the walk met
+// damage (kCorrupt, sticky). Moving against the cursor's order re-seeks both
+// sources from the current key (a re-descent of the index), so a run of
+// steps one way costs what a forward scan costs.
 class CursorImpl {
  public:
-  CursorImpl(TxnImpl* t, std::string from, std::string to, bool reverse)
-      : t_(t), it_(&t->tree()), from_(std::move(from)), to_(std::move(to)), reverse_(reverse) {
-    const auto& w = t_->writes();
-    if (!reverse_) {
-      it_.seek(from_, false);
-      wit_ = w.lower_bound(from_);
-    } else {
-      it_.seek(to_, true);  // last record <= to (to itself excluded below)
-      rwit_ = to_.empty() ? w.rbegin() : std::make_reverse_iterator(w.lower_bound(to_));
-    }
-    settle();
+  using Direction = index::Btree::Direction;
+
+  CursorImpl(TxnImpl* t, std::string from, std::string to, ScanOrder order)
+      : t_(t),
+        it_(&t->tree()),
+        from_(std::move(from)),
+        to_(std::move(to)),
+        order_(order == ScanOrder::kReverse ? Direction::kBackward : Direction::kForward) {
+    position(order_ == Direction::kForward ? from_ : to_, order_, false);
   }
 
   bool valid() const { return valid_; }
   // kCorrupt once the index walk met damage (the cursor is then invalid).
   const Status& status() const { return status_; }
   std::string_view key() const { return key_; }
-  View value() const { return value_; }
-  void next() {
+  std::string_view value() const { return value_; }
+  // One key on in the cursor's order.
+  void next() { step(order_); }
+  // One key back, against the cursor's order.
+  void prev() { step(order_ == Direction::kForward ? Direction::kBackward : Direction::kForward); }
+  // The first key at or after `key` in the cursor's order, within its range.
+  void seek(std::string_view key) { position(std::string(key), order_, false); }
+
+ private:
+  bool forward() const { return dir_ == Direction::kForward; }
+  bool in_range(std::string_view k) const {
+    if (k < from_) return false;
+    return to_.empty() || k < to_;
+  }
+  void step(Direction d) {
     if (!valid_) return;
+    if (d != dir_) return position(std::string(key_), d, true);
     if (from_index_)
       it_.next();
-    else if (!reverse_)
+    else if (forward())
       ++wit_;
     else
       ++rwit_;
     settle();
   }
-
- private:
-  bool in_range(std::string_view k) const {
-    if (k < from_) return false;
-    return to_.empty() || k < to_;
+  // Both sources at `k` walking `d` (past `k` itself when `exclusive`),
+  // clamped to the range; an empty `k` backward means from the end.
+  void position(std::string k, Direction d, bool exclusive) {
+    dir_ = d;
+    valid_ = false;
+    if (!status_.ok()) return;  // an error ends the iteration for good
+    const auto& w = t_->writes();
+    if (forward()) {
+      if (k < from_) {
+        k = from_;
+        exclusive = false;
+      }
+      it_.seek(k, d);
+      if (exclusive && it_.valid() && it_.key() == k) it_.next();
+      wit_ = exclusive ? w.upper_bound(k) : w.lower_bound(k);
+    } else {
+      if (!to_.empty() && (k.empty() || k > to_)) {
+        k = to_;
+        exclusive = false;
+      }
+      it_.seek(k, d);
+      if (exclusive && it_.valid() && it_.key() == k) it_.next();
+      rwit_ = k.empty()
+                  ? w.rbegin()
+                  : std::make_reverse_iterator(exclusive ? w.lower_bound(k) : w.upper_bound(k));
+    }
+    settle();
   }
   // Moves the index iterator to its next usable record (visible, in range,
   // not shadowed by the write set); false when it has none left.
   bool index_candidate(std::string_view* k, uint64_t* v) {
-    index::Btree& tree = t_->tree();
     for (; it_.valid(); it_.next()) {
-      std::string_view key = tree.key_of(it_.record());
-      if (!reverse_ && !to_.empty() && key >= to_) return false;
-      if (reverse_ && key < from_) return false;
+      std::string_view key = it_.key();
+      if (forward() && !to_.empty() && key >= to_) return false;
+      if (!forward() && key < from_) return false;
       if (!in_range(key)) continue;
       if (!t_->writes().empty() && t_->writes().count(key)) continue;
       uint64_t ver = t_->visible(it_.record());
-      if (it_.damaged() || ver == index::Btree::kDamaged) {
+      if (ver == index::Btree::kDamaged) {
         *v = index::Btree::kDamaged;
         return false;
       }
@@ -77,7 +115,7 @@ class CursorImpl {
   }
   bool write_candidate(std::string_view* k, uint64_t* v) {
     const auto& w = t_->writes();
-    if (!reverse_) {
+    if (forward()) {
       for (; wit_ != w.end(); ++wit_) {
         if (!to_.empty() && wit_->first >= to_) return false;
         if (t_->is_tombstone(wit_->second)) continue;
@@ -101,15 +139,17 @@ class CursorImpl {
     std::string_view ik, wk;
     uint64_t iv = 0, wv = 0;
     bool hi = index_candidate(&ik, &iv);
-    if (it_.damaged() || iv == index::Btree::kDamaged) {
+    if (!it_.status().ok() || iv == index::Btree::kDamaged) {
       valid_ = false;
-      if (status_.ok()) status_ = t_->damaged_index();
+      if (status_.ok()) {
+        status_ = it_.status().ok() ? t_->damaged_index() : t_->corrupt(it_.status().error());
+      }
       return;
     }
     bool hw = write_candidate(&wk, &wv);
     valid_ = hi || hw;
     if (!valid_) return;
-    bool take_index = hi && (!hw || (reverse_ ? ik > wk : ik < wk));
+    bool take_index = hi && (!hw || (forward() ? ik < wk : ik > wk));
     from_index_ = take_index;
     key_ = take_index ? ik : wk;
     value_ = t_->value_of(take_index ? iv : wv);
@@ -120,11 +160,12 @@ class CursorImpl {
   std::map<std::string, uint64_t, std::less<>>::const_iterator wit_;
   std::map<std::string, uint64_t, std::less<>>::const_reverse_iterator rwit_;
   std::string from_, to_;
-  bool reverse_;
+  Direction order_;                      // the cursor's own order (next())
+  Direction dir_ = Direction::kForward;  // the way both sources walk now
   bool valid_ = false;
   bool from_index_ = false;
   std::string_view key_;
-  View value_;
+  std::string_view value_;
   Status status_;
 };
 

@@ -44,7 +44,8 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
-#include "store/store_impl.h"
+#include "index/version_chain.h"
+#include "log/log.h"
 #include "txn/cursor.h"
 #include "util/clock.h"
 #include "util/futex.h"
@@ -65,16 +66,6 @@ Status check_key(std::string_view key) {
   return {};
 }
 
-// The version at offset `v`, mapping more of the file first when another
-// process grew it past this process's mapping. An offset that cannot name a
-// version (a damaged record) reads as an empty version at ts 0; reads of
-// that key report the damage (Btree::version_at).
-const index::Version* version_ptr(region::Region& r, uint64_t v) {
-  static const index::Version kNoVersion{};
-  if (!r.reach(v, sizeof(index::Version))) return &kNoVersion;
-  return reinterpret_cast<const index::Version*>(r.ro(v));
-}
-
 }  // namespace
 
 // The smallest key greater than every key starting with p ("" = none).
@@ -90,8 +81,8 @@ std::string prefix_end(std::string_view p) {
   return e;
 }
 
-TxnImpl::TxnImpl(SessionCore* s, const TxnOptions& options)
-    : s_(s), store_(static_cast<StoreImpl*>(s->host())), mgr_(&store_->txns()), opts_(options) {}
+TxnImpl::TxnImpl(TxnManager* mgr, SessionCore* s, const TxnOptions& options)
+    : s_(s), mgr_(mgr), ctx_(&mgr->context()), opts_(options) {}
 
 TxnImpl::~TxnImpl() {
   if (active_) abort();
@@ -136,34 +127,33 @@ Status TxnImpl::usable() const {
 uint64_t TxnImpl::visible(uint64_t rec) const { return mgr_->tree().version_at(rec, snapshot_); }
 
 bool TxnImpl::is_tombstone(uint64_t version) const {
-  const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(version));
+  const auto* ver = reinterpret_cast<const index::Version*>(ctx_->region->ro(version));
   return (ver->len & index::kTombstone) != 0;
 }
 
-View TxnImpl::value_of(uint64_t v) const {
-  region::Region& r = store_->region();
-  const auto* ver = reinterpret_cast<const index::Version*>(r.ro(v));
-  uint64_t len = ver->len & ~index::kTombstone;
-  uint64_t at = ver->blob != 0 ? ver->blob : v + sizeof(index::Version);
-  if (at + len > r.mapped()) (void)r.ensure(at, len);
-  return View(r.ro(at), size_t(len));
+std::string_view TxnImpl::value_of(uint64_t v) const {
+  // `v` is our own version or one version_at() checked, value included.
+  auto value = index::VersionChain(*ctx_->region).value(v);
+  return value.ok() ? *value : std::string_view();
 }
 
 Error TxnImpl::damaged_index() const {
-  return store_->corruption(
+  return ctx_->corruption(
       s_, Error(Code::kCorrupt, fmt::format("{}/stoa.data: an index node on the path to a key "
                                             "fails its shape check (stoa verify names it)",
-                                            store_->path())));
+                                            ctx_->path)));
 }
+
+Error TxnImpl::corrupt(Error e) const { return ctx_->corruption(s_, std::move(e)); }
 
 Error TxnImpl::fail(Error e) {
   // Damage found by this session: its flight recorder goes to a file first.
-  if (e.code() == Code::kCorrupt) e = store_->corruption(s_, std::move(e));
+  if (e.code() == Code::kCorrupt) e = ctx_->corruption(s_, std::move(e));
   failed_ = e;
   return e;
 }
 
-Result<View> TxnImpl::get(std::string_view key) {
+Result<std::string_view> TxnImpl::get(std::string_view key) {
   STOA_TRY(usable());
   if (Status st = check_key(key); !st.ok()) return fail(st.error());
   auto it = writes_.find(key);
@@ -187,7 +177,7 @@ Result<uint64_t> TxnImpl::make_version(std::string_view value, bool tombstone) {
 }
 
 void TxnImpl::free_version(uint64_t v) {
-  const auto* ver = reinterpret_cast<const index::Version*>(store_->region().ro(v));
+  const auto* ver = reinterpret_cast<const index::Version*>(ctx_->region->ro(v));
   if (ver->blob != 0) (void)s_->free(ver->blob);
   (void)s_->free(v);
 }
@@ -242,10 +232,10 @@ bool TxnImpl::changed(uint64_t rec) const {
   const index::KeyRecord* k = mgr_->tree().record(rec);
   uint64_t lock = k->lock.load(std::memory_order_acquire);
   if (lock != 0 && lock != TxnManager::lock_word(s_->slot(), s_->generation())) return true;
+  // A head that cannot name a version reads as unchanged; reads of the key
+  // report the damage (Btree::version_at).
   uint64_t head = k->head.load(std::memory_order_acquire);
-  if (head == 0) return false;
-  const auto* ver = version_ptr(store_->region(), head);
-  return ver->ts > snapshot_;
+  return head != 0 && index::VersionChain(*ctx_->region).ts_of(head) > snapshot_;
 }
 
 Status TxnImpl::validate() {
@@ -270,13 +260,15 @@ Status TxnImpl::validate() {
   }
   for (const Range& r : ranges_) {
     index::Btree::Iter it(&tree);
-    for (it.seek(r.from, false); it.valid(); it.next()) {
-      if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
+    for (it.seek(r.from, index::Btree::Direction::kForward); it.valid(); it.next()) {
+      if (!r.to.empty() && it.key() >= r.to) break;
       if (changed(it.record())) {
         return Error(Code::kConflict,
                      "a range this transaction scanned was changed since its snapshot");
       }
     }
+    // A damaged node in the range is not "unchanged": the commit fails.
+    if (!it.status().ok()) return corrupt(it.status().error());
   }
   return {};
 }
@@ -285,7 +277,7 @@ void TxnImpl::release_commit(uint64_t locked, bool clear_ts) {
   txn::TxnSlot& t = s_->slot_ptr()->txn;
   const uint64_t mine = TxnManager::lock_word(s_->slot(), s_->generation());
   if (t.list != 0) {
-    const auto* pairs = reinterpret_cast<const txn::CommitPair*>(store_->region().ro(t.list));
+    const auto* pairs = reinterpret_cast<const txn::CommitPair*>(ctx_->region->ro(t.list));
     for (uint64_t i = 0; i < locked; i++) {
       auto* rec = mgr_->tree().record_rw(pairs[i].record);
       uint64_t expected = mine;
@@ -337,7 +329,7 @@ Result<uint64_t> TxnImpl::commit() {
   if (Status st = tree.find_or_insert_batch(*s_, keys, &recs); !st.ok()) {
     release_commit(0, false);
     abort();
-    return store_->corruption(s_, std::move(st).error());
+    return ctx_->corruption(s_, std::move(st).error());
   }
   uint64_t i = 0;
   for (const auto& [key, v] : writes_) {
@@ -359,11 +351,11 @@ Result<uint64_t> TxnImpl::commit() {
     log::Op op;
     op.key = key;
     op.kind = is_tombstone(v) ? log::OpKind::kDelete : log::OpKind::kPut;
-    if (op.kind == log::OpKind::kPut) op.value = value_of(v).str();
+    if (op.kind == log::OpKind::kPut) op.value = value_of(v);
     ops.push_back(op);
   }
   const uint64_t len = log::commit_size(ops);
-  LogManager& lg = store_->log();
+  LogManager& lg = *ctx_->log;
   t.installing.store(txn::kReserving, std::memory_order_seq_cst);
   auto start = lg.reserve(*s_, len);
   if (!start.ok()) {
@@ -385,7 +377,7 @@ Result<uint64_t> TxnImpl::commit() {
     return std::move(st).error();
   }
   STOA_CRASH_POINT(kCommitValidated);
-  region::Region& r = store_->region();
+  region::Region& r = *ctx_->region;
   for (uint64_t k = 0; k < n; k++)
     reinterpret_cast<index::Version*>(r.rw(pairs[k].version))->ts = cts;
   t.state.store(uint32_t(txn::CommitState::kInstalling),
@@ -414,7 +406,7 @@ Result<uint64_t> TxnImpl::commit() {
   STOA_CRASH_POINT(kCommitVisible);
   // Installed and visible; now the promise of the durability mode.
   if (!logged.ok()) return std::move(logged).error();
-  STOA_TRY(lg.after_commit(cts, store_->options().durability));
+  STOA_TRY(lg.after_commit(cts, ctx_->durability));
   return cts;
 }
 
@@ -434,6 +426,7 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   retried_ = true;
   index::IndexHeader* h = mgr_->header();
   index::Btree& tree = mgr_->tree();
+  const index::VersionChain chain(*ctx_->region);
   const uint64_t deadline = util::mono_ns() + uint64_t(timeout.count()) * 1000000;
   // Announce first, then read the futex word, then check the keys: a
   // committer that installs after the check sees the announcement and
@@ -448,20 +441,23 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
       uint64_t rec = tree.find(k);
       if (rec == 0 || rec == index::Btree::kDamaged) continue;
       uint64_t head = tree.record(rec)->head.load(std::memory_order_acquire);
-      if (head != 0 && version_ptr(store_->region(), head)->ts > snap) {
+      if (head != 0 && chain.ts_of(head) > snap) {
         moved = true;
         break;
       }
     }
+    Status walked;
     for (const Range& r : ranges) {
       index::Btree::Iter it(&tree);
-      for (it.seek(r.from, false); it.valid() && !moved; it.next()) {
-        if (!r.to.empty() && tree.key_of(it.record()) >= r.to) break;
+      for (it.seek(r.from, index::Btree::Direction::kForward); it.valid() && !moved; it.next()) {
+        if (!r.to.empty() && it.key() >= r.to) break;
         uint64_t head = tree.record(it.record())->head.load(std::memory_order_acquire);
-        moved = head != 0 && version_ptr(store_->region(), head)->ts > snap;
+        moved = head != 0 && chain.ts_of(head) > snap;
       }
+      if (walked.ok() && !it.status().ok()) walked = it.status();
     }
     s_->unpin();
+    if (!walked.ok()) return corrupt(walked.error());
     if (moved) return Error(Code::kConflict, "retry: a key this transaction read has changed");
     uint64_t now = util::mono_ns();
     if (now >= deadline) return Error(Code::kTimeout, "retry: nothing it read changed in time");
@@ -470,7 +466,8 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
   }
 }
 
-Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool reverse) {
+Result<std::unique_ptr<CursorImpl>> TxnImpl::scan(std::string_view from, std::string_view to,
+                                                  ScanOrder order) {
   STOA_TRY(usable());
   if (from.size() > kMaxKeySize || to.size() > kMaxKeySize) {
     return fail(Error(Code::kInvalidArgument, "scan bound longer than the largest key"));
@@ -478,9 +475,9 @@ Result<Cursor> TxnImpl::scan(std::string_view from, std::string_view to, bool re
   if (!opts_.read_only) {
     ranges_.push_back(Range{std::string(from), std::string(to)});
   }
-  auto c = std::make_unique<CursorImpl>(this, std::string(from), std::string(to), reverse);
+  auto c = std::make_unique<CursorImpl>(this, std::string(from), std::string(to), order);
   if (!c->status().ok()) return c->status().error();
-  return Cursor(std::move(c));
+  return c;
 }
 
 }  // namespace stoa::internal

@@ -5,29 +5,35 @@
 #define STOA_TXN_TXN_H_
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "index/btree.h"
 #include "session/session_core.h"
-#include "stoa/txn.h"
+#include "stoa/txn_options.h"
+#include "txn/txn_context.h"
 #include "txn/txn_manager.h"
 
 namespace stoa::internal {
+
+class CursorImpl;
 
 // The smallest key greater than every key starting with p ("" = none).
 std::string prefix_end(std::string_view p);
 
 class TxnImpl {
  public:
-  TxnImpl(SessionCore* s, const TxnOptions& options);
+  TxnImpl(TxnManager* mgr, SessionCore* s, const TxnOptions& options);
   ~TxnImpl();
 
   Status start();
-  Result<View> get(std::string_view key);
+  // Values are in place in the mapping, valid until the transaction ends.
+  Result<std::string_view> get(std::string_view key);
   Status put(std::string_view key, std::string_view value, bool tombstone);
-  Result<Cursor> scan(std::string_view from, std::string_view to, bool reverse);
+  Result<std::unique_ptr<CursorImpl>> scan(std::string_view from, std::string_view to,
+                                           ScanOrder order);
   uint32_t savepoint();
   Status rollback_to(uint32_t sp);
   Result<uint64_t> commit();
@@ -45,7 +51,9 @@ class TxnImpl {
   uint64_t visible(uint64_t rec) const;
   // kCorrupt for a damaged index node or version met on a read (recorder dumped).
   Error damaged_index() const;
-  View value_of(uint64_t version) const;
+  // A kCorrupt error met by a walk, with this session's recorder dumped.
+  Error corrupt(Error e) const;
+  std::string_view value_of(uint64_t version) const;
   bool is_tombstone(uint64_t version) const;
   const std::map<std::string, uint64_t, std::less<>>& writes() const { return writes_; }
 
@@ -61,8 +69,8 @@ class TxnImpl {
   void end();
 
   SessionCore* s_;
-  StoreImpl* store_;
   TxnManager* mgr_;
+  const TxnContext* ctx_;  // the manager's
   TxnOptions opts_;
   uint64_t snapshot_ = 0;
   bool active_ = false;

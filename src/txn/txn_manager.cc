@@ -35,7 +35,9 @@
 
 #include <fmt/format.h>
 
-#include "store/store_impl.h"
+#include "index/version_chain.h"
+#include "log/log.h"
+#include "session/session_table.h"
 #include "util/clock.h"
 #include "util/futex.h"
 #include "util/scope_exit.h"
@@ -49,8 +51,11 @@ constexpr uint64_t kThresholdTtlNs = 1'000'000;  // recompute the trim threshold
 constexpr uint64_t kVisibleWaitNs = 10'000'000'000ull;
 }  // namespace
 
-TxnManager::TxnManager(StoreImpl* store) : store_(store), tree_(store) {
-  tree_.count_unfrozen_in(&store->table().header()->counters.nodes_unfrozen);
+TxnManager::TxnManager(TxnContext ctx)
+    : ctx_(std::move(ctx)),
+      tree_(*ctx_.region,
+            reinterpret_cast<index::IndexHeader*>(ctx_.region->rw(region::kRootsOffset))) {
+  tree_.count_unfrozen_in(&ctx_.table->header()->counters.nodes_unfrozen);
 }
 
 uint64_t TxnManager::take_snapshot(session::SessionSlot* slot) {
@@ -68,7 +73,7 @@ void TxnManager::drop_snapshot(session::SessionSlot* slot) {
 
 void TxnManager::advance_visible() {
   index::IndexHeader* h = header();
-  session::SessionTable& t = store_->table();
+  session::SessionTable& t = *ctx_.table;
   const uint64_t g = h->next_ts.load(std::memory_order_seq_cst);
   uint64_t target = g;
   const uint32_t n =
@@ -95,7 +100,7 @@ void TxnManager::await_visible(uint64_t ts) {
     if (now - start > kVisibleWaitNs) return;  // a stopped (not dead) committer: give up waiting
     if (now - last_probe > kProbeEveryNs) {
       last_probe = now;
-      (void)store_->reap_dead_sessions();
+      ctx_.reap_dead_sessions();
     }
     if (spin > 64) std::this_thread::yield();
   }
@@ -113,8 +118,8 @@ Status TxnManager::lock(SessionCore& s, index::KeyRecord* rec) {
     if (now - last_probe > kProbeEveryNs) {
       last_probe = now;
       uint32_t holder = uint32_t(expected >> 32) - 1;
-      if (holder < store_->table().slot_count() && !store_->table().held_by_other(holder)) {
-        store_->reap_slots({holder});
+      if (holder < ctx_.table->slot_count() && !ctx_.table->held_by_other(holder)) {
+        ctx_.reap_slots({holder});
       }
     }
     if (now - start > kLockSpinNs) {
@@ -131,7 +136,7 @@ uint64_t TxnManager::trim_threshold() {
     return threshold_.load(std::memory_order_relaxed);
   }
   index::IndexHeader* h = header();
-  session::SessionTable& t = store_->table();
+  session::SessionTable& t = *ctx_.table;
   const uint32_t n =
       std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
   auto oldest = [&] {
@@ -155,44 +160,38 @@ uint64_t TxnManager::trim_threshold() {
 
 void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
   const uint64_t low = trim_threshold();
-  region::Region& r = store_->region();
-  uint64_t v = rec->head.load(std::memory_order_relaxed);
-  for (uint32_t depth = 0; v != 0 && depth < 1000000; depth++) {
-    // Versions of other processes may lie past this process's mapping; a
-    // damaged chain is left as it is (reads of the key report it).
-    if (!r.reach(v, sizeof(index::Version))) return;
-    auto* ver = reinterpret_cast<index::Version*>(r.rw(v));
-    if (ver->ts <= low) {
-      uint64_t cut = ver->next.exchange(0, std::memory_order_acq_rel);
-      while (cut != 0) {
-        if (!r.reach(cut, sizeof(index::Version))) return;  // damaged tail: leaked
-        auto* old = reinterpret_cast<index::Version*>(r.rw(cut));
-        uint64_t next = old->next.load(std::memory_order_relaxed);
-        // A damaged block cannot be retired: it leaks, and the session's
-        // recorder goes to a file (the commit itself is sound).
-        Status rs = old->blob != 0 ? s.retire(old->blob) : Status{};
-        if (rs.ok()) rs = s.retire(cut);
-        if (!rs.ok()) {
-          (void)store_->corruption(
-              &s, Error(Code::kCorrupt,
-                        fmt::format("trimming a version at {}: {}", cut, rs.error().message())));
-        }
-        cut = next;
-      }
-      return;
+  region::Region& r = *ctx_.region;
+  const index::VersionChain chain(r);
+  // The newest version at or below the threshold stays, with every newer
+  // one. Versions of other processes may lie past this process's mapping
+  // (the chain maps them); a damaged chain is left as it is (reads of the
+  // key report it).
+  auto keep = chain.newest_at(rec->head.load(std::memory_order_relaxed), low);
+  if (!keep.ok() || *keep == 0) return;
+  auto* ver = reinterpret_cast<index::Version*>(r.rw(*keep));
+  const uint64_t cut = ver->next.exchange(0, std::memory_order_acq_rel);
+  // A damaged link in the tail stops the walk: the rest leaks.
+  (void)chain.walk(cut, [&](uint64_t old_off, const index::Version& old) {
+    // A damaged block cannot be retired: it leaks, and the session's
+    // recorder goes to a file (the commit itself is sound).
+    Status rs = old.blob != 0 ? s.retire(old.blob) : Status{};
+    if (rs.ok()) rs = s.retire(old_off);
+    if (!rs.ok()) {
+      (void)ctx_.corruption(&s, Error(Code::kCorrupt, fmt::format("trimming a version at {}: {}",
+                                                                  old_off, rs.error().message())));
     }
-    v = ver->next.load(std::memory_order_relaxed);
-  }
+    return true;
+  });
 }
 
 void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_gen) {
   txn::TxnSlot& t = sl->txn;
   const auto state = txn::CommitState(t.state.load(std::memory_order_acquire));
   const uint64_t word = lock_word(slot, dead_gen);
-  region::Region& r = store_->region();
-  region::Heap& heap = store_->heap();
+  region::Region& r = *ctx_.region;
+  region::Heap& heap = *ctx_.heap;
   const uint64_t count = t.list_count.load(std::memory_order_acquire);
-  session::RecoveryCounters& counters = store_->table().header()->counters;
+  session::RecoveryCounters& counters = ctx_.table->header()->counters;
   if (state == txn::CommitState::kInstalling) {
     counters.rolled_forward.fetch_add(1, std::memory_order_relaxed);
   } else if (state != txn::CommitState::kIdle) {
@@ -200,29 +199,29 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
   }
   // Its log range first (log.cc): the record again from the commit list if
   // it passed the commit point, else padding. Before the watermark moves.
-  store_->log().settle_dead(
+  ctx_.log->settle_dead(
       &t.log_start, &t.log_len, state == txn::CommitState::kInstalling,
       [&](std::vector<log::Op>* ops) {
         if (t.list == 0 || !r.ensure(t.list, count * 16).ok()) return;
         const auto* pairs = reinterpret_cast<const txn::CommitPair*>(r.ro(t.list));
+        const index::VersionChain chain(r);
         for (uint64_t i = 0; i < count; i++) {
-          if (!r.ensure(pairs[i].record, sizeof(index::KeyRecord)).ok() ||
-              !r.ensure(pairs[i].version, sizeof(index::Version)).ok()) {
+          const index::Version* ver = chain.at(pairs[i].version);
+          if (!r.ensure(pairs[i].record, sizeof(index::KeyRecord)).ok() || ver == nullptr) {
             ops->clear();
             return;
           }
-          const auto* ver = reinterpret_cast<const index::Version*>(r.ro(pairs[i].version));
           log::Op op;
           op.key = tree_.key_of(pairs[i].record);
-          op.kind = (ver->len & index::kTombstone) != 0 ? log::OpKind::kDelete : log::OpKind::kPut;
+          op.kind = index::VersionChain::tombstone(*ver) ? log::OpKind::kDelete
+                                                         : log::OpKind::kPut;
           if (op.kind == log::OpKind::kPut) {
-            uint64_t len = ver->len;
-            uint64_t at = ver->blob != 0 ? ver->blob : pairs[i].version + sizeof(index::Version);
-            if (!r.ensure(at, len).ok()) {
+            auto value = chain.value(pairs[i].version);
+            if (!value.ok()) {
               ops->clear();
               return;
             }
-            op.value = std::string_view(r.ro(at), size_t(len));
+            op.value = *value;
           }
           ops->push_back(op);
         }
@@ -312,7 +311,7 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
   auto unpin = util::scope_exit([&] { s.unpin(); });
   std::vector<uint64_t> recs;
   STOA_TRY(tree_.find_or_insert_batch(s, keys, &recs));
-  region::Region& r = store_->region();
+  const index::VersionChain chain(*ctx_.region);
   for (size_t i = 0; i < ops.size(); i++) {
     STOA_ASSIGN(uint64_t v, make_version(s, ops[i].value, ops[i].kind == log::OpKind::kDelete));
     auto* ver = reinterpret_cast<index::Version*>(s.write_ptr(v));
@@ -322,13 +321,12 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
     index::KeyRecord* rec = tree_.record_rw(recs[i]);
     uint64_t old = rec->head.load(std::memory_order_relaxed);
     rec->head.store(v, std::memory_order_release);
-    while (old != 0) {  // alone: no snapshot can need them
-      const auto* o = reinterpret_cast<const index::Version*>(r.ro(old));
-      uint64_t next = o->next.load(std::memory_order_relaxed);
-      if (o->blob != 0) (void)s.retire(o->blob);
-      (void)s.retire(old);
-      old = next;
-    }
+    // Alone: no snapshot can need them (a damaged link leaks the rest).
+    (void)chain.walk(old, [&](uint64_t o, const index::Version& ov) {
+      if (ov.blob != 0) (void)s.retire(ov.blob);
+      (void)s.retire(o);
+      return true;
+    });
   }
   return {};
 }

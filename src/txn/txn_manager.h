@@ -15,15 +15,19 @@
 #include "session/layout.h"
 #include "stoa/result.h"
 #include "txn/layout.h"
+#include "txn/txn_context.h"
 
 namespace stoa::internal {
 
-class StoreImpl;
 class SessionCore;
 
 class TxnManager {
  public:
-  explicit TxnManager(StoreImpl* store);
+  // The index lives at the roots page of ctx.region.
+  explicit TxnManager(TxnContext ctx);
+  // The log, made after this manager; set before the first commit.
+  void set_log(LogManager* log) { ctx_.log = log; }
+  const TxnContext& context() const { return ctx_; }
 
   index::Btree& tree() { return tree_; }
   index::IndexHeader* header() const { return tree_.header(); }
@@ -70,7 +74,7 @@ class TxnManager {
   Status apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops);
 
  private:
-  StoreImpl* store_;
+  TxnContext ctx_;
   index::Btree tree_;
   std::atomic<uint64_t> threshold_{0};
   std::atomic<uint64_t> threshold_at_ns_{0};

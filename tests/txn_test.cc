@@ -93,7 +93,7 @@ TEST_F(TxnTest, ManyKeysScanBothWays) {
     ASSERT_EQ(c.value().str(), it->second);
   }
   EXPECT_EQ(it, model.end());
-  auto r = std::move(t.scan("k2", "k3", true)).value();
+  auto r = std::move(t.scan("k2", "k3", ScanOrder::kReverse)).value();
   auto rit = std::make_reverse_iterator(model.lower_bound("k3"));
   for (; r.valid(); (void)r.next(), ++rit) {
     ASSERT_EQ(r.key(), rit->first);

@@ -1,0 +1,109 @@
+// index/version_chain.h — the one reader of a key's version chain: the
+// versions of a record (index/layout.h), newest first, linked by `next`.
+//
+// Every offset taken from the file is checked with Region::reach before it
+// is followed, and a chain must end within kMaxChain links (timestamps fall
+// strictly along a sound chain, so only a damaged, cyclic one is longer):
+// a bad link is kCorrupt naming its offset, never a fault or a wild read.
+// Callers: reads at a snapshot (Btree::version_at, so the cursor, get() and
+// the checkpoint), commit validation and retry (head timestamps), trimming,
+// recovery's replay (apply), and verify.
+//
+// Thread safety: a reader holds only a Region reference; any number may
+// run concurrently. Following `next` needs what every reader needs: the
+// session pinned to a cycle (versions are retired, never freed in place),
+// or the store held alone. Only the record's lock holder changes a chain.
+#ifndef STOA_INDEX_VERSION_CHAIN_H_
+#define STOA_INDEX_VERSION_CHAIN_H_
+
+#include <cstdint>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "index/layout.h"
+#include "region/region.h"
+#include "stoa/result.h"
+
+namespace stoa::index {
+
+class VersionChain {
+ public:
+  static constexpr uint32_t kMaxChain = 1u << 24;
+
+  explicit VersionChain(region::Region& r) : r_(&r) {}
+
+  // The version at `v` when it lies inside the file, else nullptr.
+  const Version* at(Offset v) const {
+    if (!r_->reach(v, sizeof(Version))) return nullptr;
+    return reinterpret_cast<const Version*>(r_->ro(v));
+  }
+  // The commit timestamp of the version at `v`; 0 when `v` cannot name one
+  // (a damaged head reads as "unchanged"; reads of the key report it).
+  uint64_t ts_of(Offset v) const {
+    const Version* ver = at(v);
+    return ver != nullptr ? ver->ts : 0;
+  }
+  static bool tombstone(const Version& ver) { return (ver.len & kTombstone) != 0; }
+
+  // Calls fn(offset, version) for each version from `head` on, newest
+  // first, until fn returns false or the chain ends. `next` is read before
+  // fn runs, so fn may retire the version it is given. kCorrupt when a link
+  // lies outside the file or the chain does not end.
+  template <typename Fn>
+  Status walk(Offset head, Fn&& fn) const {
+    Offset v = head;
+    for (uint32_t depth = 0; v != 0; depth++) {
+      const Version* ver = depth < kMaxChain ? at(v) : nullptr;
+      if (ver == nullptr) return bad_link(v, depth);
+      const Offset next = ver->next.load(std::memory_order_acquire);
+      if (!fn(v, *ver)) return {};
+      v = next;
+    }
+    return {};
+  }
+
+  // The newest version from `head` on with a timestamp at or below `ts`;
+  // 0 when there is none.
+  Result<Offset> newest_at(Offset head, uint64_t ts) const {
+    Offset found = 0;
+    STOA_TRY(walk(head, [&](Offset v, const Version& ver) {
+      if (ver.ts > ts) return true;
+      found = v;
+      return false;
+    }));
+    return found;
+  }
+
+  // The value bytes of the version at `v`, checked to lie inside the file
+  // (inline after the version, or in its own block).
+  Result<std::string_view> value(Offset v) const {
+    const Version* ver = at(v);
+    if (ver == nullptr) return bad_link(v, 0);
+    const uint64_t len = ver->len & ~kTombstone;
+    const Offset src = ver->blob != 0 ? ver->blob : v + sizeof(Version);
+    if (!r_->reach(src, len)) {
+      return Error(Code::kCorrupt,
+                   fmt::format("{}: the value of the version at offset {} ({} bytes at offset "
+                               "{}) lies outside the file",
+                               r_->path(), v, len, src));
+    }
+    return std::string_view(r_->ro(src), size_t(len));
+  }
+
+ private:
+  Error bad_link(Offset v, uint32_t depth) const {
+    if (depth >= kMaxChain) {
+      return Error(Code::kCorrupt,
+                   fmt::format("{}: a version chain does not end (at offset {})", r_->path(), v));
+    }
+    return Error(Code::kCorrupt, fmt::format("{}: a version link names offset {}, outside the file",
+                                             r_->path(), v));
+  }
+
+  region::Region* r_;
+};
+
+}  // namespace stoa::index
+
+#endif  // STOA_INDEX_VERSION_CHAIN_H_
