@@ -32,6 +32,7 @@
 
 #include "log/layout.h"
 #include "session/session_core.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "stoa/options.h"
 #include "stoa/store.h"

@@ -34,6 +34,7 @@
 #include "log/checkpoint.h"
 #include "log/log_file.h"
 #include "log/record.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace stoa::fuzz {

@@ -23,6 +23,7 @@
 
 #include "session/session_core.h"
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

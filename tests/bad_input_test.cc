@@ -20,6 +20,7 @@
 #include "region/layout.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

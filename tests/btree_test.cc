@@ -6,6 +6,7 @@
 
 #include "index/btree.h"
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace stoa {

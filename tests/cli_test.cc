@@ -19,6 +19,7 @@
 
 #include "cli_util.h"
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace {

@@ -35,6 +35,7 @@
 #include "log/record.h"
 #include "region/layout.h"
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

@@ -29,6 +29,7 @@
 
 #include "env/sim_env.h"
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

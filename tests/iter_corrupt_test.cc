@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "index/layout.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

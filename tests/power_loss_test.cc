@@ -33,6 +33,7 @@
 
 #include "env/sim_env.h"
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

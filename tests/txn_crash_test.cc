@@ -47,6 +47,7 @@
 #include "crash/crash_point.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "log/checkpoint.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace stoa {

@@ -1,6 +1,8 @@
 // store.cc — the public Store and Session: thin wrappers over StoreImpl.
 #include "stoa/store.h"
 
+#include <fmt/format.h>
+
 #include "store/store_impl.h"
 
 namespace stoa {
@@ -44,6 +46,42 @@ Status Session::close() {
   internal::SessionCore* c = core_;
   core_ = nullptr;
   return c->host()->close_session(c);
+}
+
+// Durability (store_durable.cc has the protocols).
+Result<uint64_t> Store::checkpoint() { return impl_->checkpoint(); }
+Status Store::sync() { return impl_->sync(); }
+Result<uint64_t> Store::backup(const std::string& dest) { return impl_->backup(dest); }
+const RecoveryReport& Store::recovery() const { return impl_->recovery(); }
+
+namespace {
+Result<std::unique_ptr<internal::StoreImpl>> open_alone(const std::string& path, bool rebuild,
+                                                        const Options& options) {
+  Options o = options;
+  o.create_if_missing = false;
+  o.watchdog_interval = std::chrono::milliseconds(0);
+  o.checkpoint_log_bytes = 0;
+  STOA_ASSIGN(auto impl, internal::StoreImpl::open(path, o, nullptr, rebuild));
+  if (!impl->opened_alone()) {
+    return Error(Code::kBusy, fmt::format("{}: other processes have the store open", path));
+  }
+  return impl;
+}
+}  // namespace
+
+Result<RecoveryReport> Store::recover(const std::string& path, RecoverMode mode,
+                                      const Options& options) {
+  STOA_ASSIGN(auto impl, open_alone(path, mode == RecoverMode::kRebuild, options));
+  return impl->recovery();
+}
+
+Result<RecoveryReport> Store::compact(const std::string& path, const Options& options) {
+  {
+    STOA_ASSIGN(auto impl, open_alone(path, false, options));
+    STOA_TRY(impl->checkpoint());
+  }
+  STOA_ASSIGN(auto impl, open_alone(path, true, options));
+  return impl->recovery();
 }
 
 }  // namespace stoa

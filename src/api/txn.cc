@@ -11,6 +11,7 @@
 
 #include "stoa/store.h"
 #include "stoa/txn.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 #include "txn/cursor.h"
 #include "util/clock.h"

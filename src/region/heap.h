@@ -23,7 +23,7 @@
 #include "region/layout.h"
 #include "region/region.h"
 #include "stoa/result.h"
-#include "stoa/store.h"
+#include "stoa/stats.h"
 #include "util/hash.h"
 
 namespace stoa::region {

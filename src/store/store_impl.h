@@ -22,7 +22,7 @@
 #include "session/session_core.h"
 #include "session/session_table.h"
 #include "stoa/options.h"
-#include "stoa/store.h"
+#include "stoa/stats.h"
 #include "txn/txn_manager.h"
 #include "util/mutex.h"
 
@@ -174,27 +174,6 @@ class StoreImpl final : public SessionHost {
 
 // Copies the log's rebuild report into the public one (store_report.cc).
 void copy_rebuild_report(const log::RebuildReport& from, RecoveryReport* to);
-
-// Builds a public Store around an opened StoreImpl (tests open with their
-// own Env this way).
-struct StoreAccess {
-  static StoreImpl* impl(Store& s) { return s.impl_.get(); }
-  static SessionCore* core(Session& s) { return s.core_; }
-  static std::unique_ptr<Store> wrap(std::unique_ptr<StoreImpl> impl) {
-    return std::unique_ptr<Store>(new Store(std::move(impl)));
-  }
-  static Result<std::unique_ptr<Store>> open(const std::string& path, const Options& options,
-                                             Env* env) {
-    STOA_ASSIGN(auto impl, StoreImpl::open(path, options, env));
-    return wrap(std::move(impl));
-  }
-};
-
-// What tests, benches and the api layer reach below the public API with.
-inline StoreImpl* impl_of(Store& s) { return StoreAccess::impl(s); }
-inline SessionCore* core_of(Session& s) { return StoreAccess::core(s); }
-// The store a session belongs to: StoreImpl is the only SessionHost.
-inline StoreImpl* store_of(SessionCore* c) { return static_cast<StoreImpl*>(c->host()); }
 
 }  // namespace stoa::internal
 

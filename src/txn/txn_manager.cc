@@ -38,6 +38,7 @@
 #include "index/version_chain.h"
 #include "log/log.h"
 #include "session/session_table.h"
+#include "stoa/txn_options.h"
 #include "util/clock.h"
 #include "util/futex.h"
 #include "util/scope_exit.h"
@@ -213,8 +214,7 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
           }
           log::Op op;
           op.key = tree_.key_of(pairs[i].record);
-          op.kind = index::VersionChain::tombstone(*ver) ? log::OpKind::kDelete
-                                                         : log::OpKind::kPut;
+          op.kind = index::VersionChain::tombstone(*ver) ? log::OpKind::kDelete : log::OpKind::kPut;
           if (op.kind == log::OpKind::kPut) {
             auto value = chain.value(pairs[i].version);
             if (!value.ok()) {

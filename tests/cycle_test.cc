@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace stoa {

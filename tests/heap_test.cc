@@ -8,6 +8,7 @@
 #include <set>
 
 #include "stoa/store.h"
+#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace stoa {
