@@ -192,6 +192,7 @@ inline Options fuzz_options() {
   o.checkpoint_log_bytes = 0;
   o.durability = Durability::kNone;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   return o;
 }
 

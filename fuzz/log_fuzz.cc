@@ -30,11 +30,11 @@
 #include <string>
 #include <vector>
 
+#include "api/access.h"
 #include "fuzz_util.h"
 #include "log/checkpoint.h"
 #include "log/log_file.h"
 #include "log/record.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace stoa::fuzz {
@@ -244,7 +244,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* in, size_t size) {
   restore_dir(dir.path(), files);
   Options o = fuzz_options();
   o.create_if_missing = false;
-  auto impl = internal::StoreImpl::open(dir.path(), o, nullptr, /*force_rebuild=*/true);
+  auto impl = internal::StoreImpl::open(dir.path(), o, /*force_rebuild=*/true);
   if (!impl.ok()) {
     note_error(&out, impl.error());
     return 0;

@@ -26,6 +26,7 @@ std::string key_of(int i) { return "key/" + std::to_string(i); }
 Options quiet() {
   Options o;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   return o;
 }
 

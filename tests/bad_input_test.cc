@@ -33,6 +33,7 @@ using namespace stoa::test;
 Options quiet() {
   Options o;
   o.watchdog_interval = milliseconds(0);
+  o.log_threads = false;
   return o;
 }
 

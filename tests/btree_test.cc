@@ -20,6 +20,7 @@ struct BtreeVerify : ::testing::Test {
     std::filesystem::remove_all(dir);
     Options o;
     o.watchdog_interval = std::chrono::milliseconds(0);
+    o.log_threads = false;
     store = std::move(Store::open(dir, o)).value();
     Session s = std::move(store->session()).value();
     for (int round = 0; round < 4; round++) {

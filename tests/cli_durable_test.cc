@@ -44,6 +44,7 @@ stoa::Options existing(stoa::Durability d = stoa::Durability::kGroup) {
   stoa::Options o;
   o.create_if_missing = false;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   o.durability = d;
   return o;
 }

@@ -144,6 +144,7 @@ TEST_F(CliTest, VerifyNamesADamagedBlockGuard) {
     stoa::Options o;
     o.create_if_missing = false;
     o.watchdog_interval = std::chrono::milliseconds(0);
+    o.log_threads = false;
     auto store = stoa::Store::open(store_, o);
     ASSERT_TRUE(store.ok()) << store.error().to_string();
     auto s = (*store)->session();
@@ -202,6 +203,7 @@ TEST_F(CliTest, RecorderShowsAKilledSession) {
   stoa::Options o;
   o.create_if_missing = false;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   auto store = stoa::Store::open(store_, o);
   ::kill(child, SIGKILL);
   int status = 0;

@@ -267,6 +267,7 @@ TEST_F(CliTxnTest, DumpLoadDumpRoundTrip) {
     stoa::Options o;
     o.create_if_missing = false;
     o.watchdog_interval = std::chrono::milliseconds(0);
+    o.log_threads = false;
     auto store = stoa::Store::open(store_, o);
     ASSERT_TRUE(store.ok()) << store.error().to_string();
     auto s = (*store)->session();

@@ -115,6 +115,7 @@ TEST(Cycle, SessionTableFullThenFreesUp) {
     Options o;
     o.max_sessions = 3;
     o.watchdog_interval = std::chrono::milliseconds(0);
+    o.log_threads = false;
     auto store = Store::open(dir, o);
     ASSERT_TRUE(store.ok());
     std::vector<Session> ss;

@@ -62,6 +62,7 @@ Options store_options() {
   o.checkpoint_log_bytes = 0;  // only the explicit checkpoints below
   o.durability = Durability::kSync;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   return o;
 }
 

@@ -27,9 +27,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "api/access.h"
 #include "env/sim_env.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 
@@ -54,6 +54,7 @@ Options store_options(Durability d = Durability::kSync) {
   o.durability = d;
   o.group_window = std::chrono::microseconds(100);
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   return o;
 }
 
@@ -478,7 +479,7 @@ TEST(FaultInjectionRepair, FailedRepairCheckpointIsRetriedByTheNextOpen) {
 // loss the store holds a prefix containing everything durable.
 // kGroup with the log's threads on: the flusher thread does the fdatasync
 // (SimEnv names the thread whose call failed), and its failure fails every
-// later commit. With them off (watchdog_interval 0), the committer syncs
+// later commit. With them off (log_threads false), the committer syncs
 // inline and its own commit reports the failure.
 class FaultInjectionGroup : public ::testing::TestWithParam<bool> {};
 
@@ -486,7 +487,10 @@ TEST_P(FaultInjectionGroup, FailedGroupFlushFailsLaterCommits) {
   const bool flusher = GetParam();
   const uint64_t seed = test::test_seed();
   Options opts = store_options(Durability::kGroup);
-  if (flusher) opts.watchdog_interval = std::chrono::milliseconds(20);
+  if (flusher) {
+    opts.watchdog_interval = std::chrono::milliseconds(20);
+    opts.log_threads = true;
+  }
   int flusher_failures = 0;
   for (uint64_t n = 1; n <= 8; n++) {
     SCOPED_TRACE(fmt::format("group flush sync {} fails, {}, seed {}", n,

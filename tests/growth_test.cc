@@ -246,6 +246,7 @@ TEST(Growth, FullIsAnErrorAndFreesMakeRoom) {
   o.grow_chunk = 1 << 20;
   o.max_size = 4 << 20;
   o.watchdog_interval = milliseconds(0);
+  o.log_threads = false;
   auto opened = Store::open(path, o);
   ASSERT_TRUE(opened.ok()) << err(opened);
   std::unique_ptr<Store> store = std::move(opened).value();

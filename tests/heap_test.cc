@@ -26,6 +26,7 @@ struct Fixture : ::testing::Test {
   std::unique_ptr<Store> store;
   void open(Options o = {}) {
     o.watchdog_interval = std::chrono::milliseconds(0);
+    o.log_threads = false;
     auto s = Store::open(dir, o);
     ASSERT_TRUE(s.ok()) << s.error().to_string();
     store = std::move(s).value();

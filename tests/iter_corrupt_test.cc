@@ -54,6 +54,7 @@ class IterCorrupt : public ::testing::TestWithParam<Target> {
     Options o;
     o.durability = Durability::kNone;
     o.watchdog_interval = std::chrono::milliseconds(0);
+    o.log_threads = false;
     o.checkpoint_log_bytes = 0;
     auto st = Store::open(dir_.path(), o);
     ASSERT_TRUE(st.ok()) << err(st);
@@ -213,6 +214,7 @@ TEST(CursorMoves, SeekAndPrevMatchAMap) {
   Options o;
   o.durability = Durability::kNone;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   auto st = Store::open(dir.path(), o);
   ASSERT_TRUE(st.ok()) << err(st);
   auto s = (*st)->session();

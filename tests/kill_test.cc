@@ -363,6 +363,7 @@ void final_checks(Children& kids, std::vector<pid_t>& pids, const std::string& p
                   const LoopResult& res, uint64_t recovered_before, bool registry) {
   Options o;
   o.watchdog_interval = milliseconds(0);  // the parent only observes
+  o.log_threads = false;
   auto opened = Store::open(path, o);
   ASSERT_TRUE(opened.ok()) << opened.error().to_string();
   std::unique_ptr<Store> store = std::move(opened).value();
@@ -538,6 +539,7 @@ TEST(Kill, DeathDetectionLatency) {
   const std::string path = dir.sub("store");
   Options observer;
   observer.watchdog_interval = milliseconds(0);  // the survivor does the reclaiming
+  observer.log_threads = false;
   auto opened = Store::open(path, observer);
   ASSERT_TRUE(opened.ok()) << opened.error().to_string();
   std::unique_ptr<Store> store = std::move(opened).value();
@@ -636,6 +638,7 @@ TEST(Kill, ReclaimWalkCost) {
   const std::string path = dir.sub("store");
   Options o;
   o.watchdog_interval = milliseconds(0);  // only the timed call reclaims
+  o.log_threads = false;
   o.durability = Durability::kNone;
   auto opened = Store::open(path, o);
   ASSERT_TRUE(opened.ok()) << err(opened);

@@ -31,9 +31,9 @@
 #include <thread>
 #include <vector>
 
+#include "api/access.h"
 #include "env/sim_env.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 
@@ -71,6 +71,7 @@ Options options_for(std::mt19937_64& rng) {
   o.group_window = std::chrono::microseconds(200);
   // Threads on (flusher, checkpointer, watchdog) three times in four.
   o.watchdog_interval = std::chrono::milliseconds(rng() % 4 == 0 ? 0 : 20);
+  o.log_threads = o.watchdog_interval.count() > 0;
   const Durability modes[] = {Durability::kSync, Durability::kGroup, Durability::kNone};
   o.durability = modes[rng() % 3];
   return o;
@@ -106,7 +107,7 @@ TEST(PowerLoss, StateIsACommitPrefixHoldingEveryDurableCommit) {
     env.cut_after(1 + rng() % 80);
     std::vector<Done> done;
     uint64_t durable_at_cut = 0;
-    const bool flusher = o.durability == Durability::kGroup && o.watchdog_interval.count() > 0;
+    const bool flusher = o.durability == Durability::kGroup && o.log_threads;
     flusher_iters += flusher;
     {
       auto opened = StoreAccess::open(path, o, &env);

@@ -280,6 +280,7 @@ TEST(Reclaim, LongPinHoldsPurgatoryAndIsReported) {
   Options parent = store_options();
   parent.stall_threshold = milliseconds(100);
   parent.watchdog_interval = milliseconds(0);  // the parent only observes
+  parent.log_threads = false;
   ASSERT_NO_FATAL_FAILURE(f.open(parent, seed));
   Shared<Ctl> ctl;
   Children kids;
@@ -400,6 +401,7 @@ struct Alone {
   void open() {
     Options o = store_options();
     o.watchdog_interval = milliseconds(0);
+    o.log_threads = false;
     auto s = Store::open(dir.sub("store"), o);
     ASSERT_TRUE(s.ok()) << s.error().to_string();
     store = std::move(s).value();

@@ -332,6 +332,7 @@ TEST(TxnBank, TotalHoldsAcrossProcessesAndKills) {
   store.reset();
   Options alone;
   alone.watchdog_interval = milliseconds(0);  // nothing else mutates the heap during verify()
+  alone.log_threads = false;
   auto again = Store::open(path, alone);
   ASSERT_TRUE(again.ok()) << err(again);
   auto v = (*again)->verify();

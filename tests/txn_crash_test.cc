@@ -242,6 +242,7 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
   // child deadlocked.
   Options parent_opts;
   parent_opts.watchdog_interval = milliseconds(0);
+  parent_opts.log_threads = false;
   auto opened = Store::open(path, parent_opts);
   ASSERT_TRUE(opened.ok()) << err(opened);
   std::unique_ptr<Store> store = std::move(opened).value();
@@ -371,6 +372,7 @@ TEST(TxnCrash, KilledCommittersAreAllOrNothingAndBlockNobody) {
   store.reset();
   Options alone;
   alone.watchdog_interval = milliseconds(0);  // nothing else mutates the heap during verify()
+  alone.log_threads = false;
   auto again = Store::open(path, alone);
   ASSERT_TRUE(again.ok()) << err(again);
   auto v = (*again)->verify();
@@ -405,6 +407,7 @@ TEST(TxnCrash, DeadLockHolderIsTakenOverAfterTheProbe) {
   const std::string path = dir.sub("store");
   Options o;
   o.watchdog_interval = milliseconds(0);
+  o.log_threads = false;
   o.durability = Durability::kNone;  // time the lock takeover, not an fdatasync
   auto opened = Store::open(path, o);
   ASSERT_TRUE(opened.ok()) << err(opened);
@@ -486,6 +489,7 @@ TEST(TxnCrash, LiveLockHolderConflictsAtTheBound) {
   const std::string path = dir.sub("store");
   Options o;
   o.watchdog_interval = milliseconds(0);
+  o.log_threads = false;
   o.durability = Durability::kNone;
   auto opened = Store::open(path, o);
   ASSERT_TRUE(opened.ok()) << err(opened);

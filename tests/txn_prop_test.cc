@@ -238,6 +238,7 @@ RC_GTEST_PROP(TxnProp, MatchesStdMap, ()) {
   TempDir dir("prop");
   Options o;
   o.watchdog_interval = milliseconds(0);
+  o.log_threads = false;
   o.poison_freed = true;
   auto opened = Store::open(dir.sub("store"), o);
   RC_ASSERT(opened.ok());

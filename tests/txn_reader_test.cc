@@ -108,6 +108,7 @@ TEST(TxnReader, LongReaderWhileWritersChurn) {
   Options o;
   o.stall_threshold = milliseconds(100);
   o.watchdog_interval = milliseconds(0);
+  o.log_threads = false;
   auto opened = Store::open(path, o);
   ASSERT_TRUE(opened.ok()) << err(opened);
   std::unique_ptr<Store> store = std::move(opened).value();
@@ -335,6 +336,7 @@ TEST(TxnReader, LongReaderWhileWritersChurn) {
   store.reset();
   Options alone;
   alone.watchdog_interval = milliseconds(0);
+  alone.log_threads = false;
   auto again = Store::open(path, alone);
   ASSERT_TRUE(again.ok()) << err(again);
   auto v = (*again)->verify();
@@ -360,6 +362,7 @@ void mapping_case(bool validate) {
   const std::string path = dir.sub("store");
   Options o;
   o.watchdog_interval = milliseconds(0);
+  o.log_threads = false;
   auto opened = Store::open(path, o);
   ASSERT_TRUE(opened.ok()) << err(opened);
   auto sr = (*opened)->session();

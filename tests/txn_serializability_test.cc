@@ -139,6 +139,7 @@ std::vector<SkewOutcome> run_skew(Isolation iso, int rounds, bool concurrent) {
   // fork-safe) can leave the child deadlocked.
   Options parent_opts;
   parent_opts.watchdog_interval = milliseconds(0);
+  parent_opts.log_threads = false;
   auto opened = Store::open(path, parent_opts);
   EXPECT_TRUE(opened.ok()) << err(opened);
   if (!opened.ok()) return out;
@@ -306,6 +307,7 @@ void run_phantom_case(const PhantomCase& c) {
   // fork-safe) can leave the child deadlocked.
   Options parent_opts;
   parent_opts.watchdog_interval = milliseconds(0);
+  parent_opts.log_threads = false;
   auto opened = Store::open(path, parent_opts);
   ASSERT_TRUE(opened.ok()) << err(opened);
   auto sr = (*opened)->session();

@@ -27,6 +27,7 @@ struct TxnTest : ::testing::Test {
     std::filesystem::remove_all(dir);
     Options o;
     o.watchdog_interval = std::chrono::milliseconds(0);
+    o.log_threads = false;
     store = std::move(Store::open(dir, o)).value();
   }
   void TearDown() override {

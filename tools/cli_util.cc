@@ -132,6 +132,7 @@ Result<std::unique_ptr<Store>> open_existing(const std::string& dir, Durability 
   Options o;
   o.create_if_missing = false;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   o.durability = durability;
   return Store::open(dir, o);
 }

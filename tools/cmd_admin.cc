@@ -44,6 +44,7 @@ int cmd_init(const std::string& dir, std::optional<uint64_t> max_size,
   Options o;
   o.error_if_exists = true;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   if (max_size) o.max_size = *max_size;
   if (sessions) o.max_sessions = *sessions;
   if (o.initial_size > o.max_size) o.initial_size = o.max_size;

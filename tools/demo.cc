@@ -218,6 +218,7 @@ int Demo::run() {
   o.max_size = kDemoMaxSize;
   // This process only watches: the survivors must do the reclaiming.
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   auto store = Store::open(dir_, o);
   if (!store.ok()) return report(store.error());
   store_ = std::move(*store);

@@ -9,6 +9,8 @@
 
 namespace stoa {
 
+class Env;  // stoa/env.h
+
 // What a commit promises once it returns (see guarantee 4 in docs/guarantees.md and
 // src/log/log.cc). Every mode writes the commit's log record before commit()
 // returns; the modes differ in when it reaches the disk.
@@ -20,7 +22,7 @@ enum class Durability : uint8_t {
   // flusher makes it durable within `group_window` plus the fdatasync in
   // progress and its own (power_loss_test asserts group_window + 100 ms on
   // the 2-core reference machine; measured worst about 11 ms). With
-  // watchdog_interval 0 there is no flusher and the commit syncs inline.
+  // log_threads off there is no flusher and the commit syncs inline.
   // After power loss the store holds a prefix of the commit order that
   // contains every commit acknowledged before the last completed flush.
   kGroup,
@@ -56,15 +58,22 @@ struct Options {
   // A background thread per open store that notices dead sessions and
   // reclaims their slots, caches and pinned cycles. 0 turns it off (then
   // dead sessions are found when a live one needs their slot or their pin).
-  // 0 also turns off the log's threads: kGroup commits then sync inline (as
-  // kSync) and checkpoints run only when asked for or from other processes.
-  // (A process that forks while it holds a store open wants no threads.)
   std::chrono::milliseconds watchdog_interval{20};
+  // The log's background threads: the group-commit flusher and the
+  // checkpointer. Off: kGroup commits sync inline (as kSync) and
+  // checkpoints run only when asked for or from other processes. (A process
+  // that forks while it holds a store open wants no threads: it turns off
+  // both this and the watchdog.)
+  bool log_threads = true;
   // A session pinned to one cycle longer than this is reported as stalled.
   std::chrono::milliseconds stall_threshold{1000};
   // Fill freed memory with a poison pattern before reuse (catches
   // use-after-free in tests; costs a memset per free).
   bool poison_freed = false;
+
+  // Every file operation of this store goes through it (stoa/env.h); not
+  // owned, and it must outlive the store. nullptr: Env::posix().
+  Env* env = nullptr;
 };
 
 }  // namespace stoa

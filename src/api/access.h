@@ -27,8 +27,9 @@ struct StoreAccess {
   }
   static Result<std::unique_ptr<Store>> open(const std::string& path, const Options& options,
                                              Env* env) {
-    STOA_ASSIGN(auto impl, StoreImpl::open(path, options, env));
-    return wrap(std::move(impl));
+    Options o = options;
+    o.env = env;
+    return Store::open(path, o);
   }
 };
 

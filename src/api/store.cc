@@ -60,8 +60,9 @@ Result<std::unique_ptr<internal::StoreImpl>> open_alone(const std::string& path,
   Options o = options;
   o.create_if_missing = false;
   o.watchdog_interval = std::chrono::milliseconds(0);
+  o.log_threads = false;
   o.checkpoint_log_bytes = 0;
-  STOA_ASSIGN(auto impl, internal::StoreImpl::open(path, o, nullptr, rebuild));
+  STOA_ASSIGN(auto impl, internal::StoreImpl::open(path, o, rebuild));
   if (!impl->opened_alone()) {
     return Error(Code::kBusy, fmt::format("{}: other processes have the store open", path));
   }

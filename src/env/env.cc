@@ -1,4 +1,4 @@
-#include "env/env.h"
+#include "stoa/env.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -32,7 +32,7 @@
 #include <string>
 #include <thread>
 
-#include "env/env.h"
+#include "stoa/env.h"
 #include "util/mutex.h"
 
 namespace stoa {

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "env/env.h"
+#include "stoa/env.h"
 #include "log/layout.h"
 #include "log/record.h"
 #include "region/layout.h"

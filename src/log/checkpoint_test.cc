@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "env/env.h"
+#include "stoa/env.h"
 #include "log/checkpoint.h"
 #include "log/log_test_util.h"
 

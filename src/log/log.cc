@@ -102,9 +102,9 @@ void LogManager::init_alone(bool fresh) {
 
 void LogManager::start() {
   const Options& o = *ctx_.options;
-  // watchdog_interval 0 asks for no background threads (options.h): group
-  // commits then sync inline, and checkpoints run when asked for.
-  if (o.watchdog_interval.count() == 0) return;
+  // No background threads (options.h): group commits then sync inline, and
+  // checkpoints run when asked for.
+  if (!o.log_threads) return;
   if (o.durability == Durability::kGroup) {
     has_flusher_ = true;
     flusher_ = std::thread([this] { flusher_loop(); });

@@ -19,7 +19,7 @@
 
 #include <functional>
 
-#include "env/env.h"
+#include "stoa/env.h"
 #include "log/apply.h"
 #include "log/checkpoint.h"
 #include "log/layout.h"

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "env/env.h"
+#include "stoa/env.h"
 #include "stoa/result.h"
 #include "util/mutex.h"
 

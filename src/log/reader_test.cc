@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "env/env.h"
+#include "stoa/env.h"
 #include "log/log_file.h"
 #include "log/log_test_util.h"
 #include "log/reader.h"

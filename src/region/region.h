@@ -20,7 +20,7 @@
 #include <mutex>
 #include <string>
 
-#include "env/env.h"
+#include "stoa/env.h"
 #include "region/layout.h"
 #include "stoa/result.h"
 #include "util/mutex.h"

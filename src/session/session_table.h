@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "env/env.h"
+#include "stoa/env.h"
 #include "session/layout.h"
 #include "stoa/result.h"
 #include "util/mutex.h"

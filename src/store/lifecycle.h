@@ -9,6 +9,9 @@
 //   txn    a dead owner's commit is rolled forward or undone (its log range
 //          settled on the way), before anything below frees memory that a
 //          rolled-forward version still needs;
+//   log    nothing of its own in the slot (the txn hook settles a dead
+//          commit's log range in its place in that protocol); its figures
+//          and checks;
 //   cycle  the dead owner's pin and purgatory;
 //   heap   the dead owner's cached, private and retired blocks, adopted by
 //          the session that reclaims the slot (retired ones wait in its

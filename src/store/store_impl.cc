@@ -106,7 +106,7 @@ bool path_exists(const std::string& p) {
 thread_local const StoreImpl* StoreImpl::reclaiming_ = nullptr;
 
 Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, const Options& options,
-                                                   Env* env, bool force_rebuild) {
+                                                   bool force_rebuild) {
   if (path.empty()) return Error(Code::kInvalidArgument, "store path is empty");
   if (options.max_size < region::kMinMaxSize || options.max_size > region::kMaxMaxSize) {
     return Error(Code::kInvalidArgument,
@@ -130,7 +130,7 @@ Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, cons
   std::unique_ptr<StoreImpl> s(new StoreImpl());
   s->path_ = path;
   s->options_ = options;
-  s->env_ = env != nullptr ? env : Env::posix();
+  s->env_ = options.env != nullptr ? options.env : Env::posix();
   s->force_rebuild_ = force_rebuild;
   STOA_TRY(s->open_protocol());
   s->cycles_ = std::make_unique<cycle::CycleManager>(&s->table_->header()->cycle, s->table_.get(),

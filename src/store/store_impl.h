@@ -15,12 +15,12 @@
 #include <vector>
 
 #include "cycle/cycle.h"
-#include "env/env.h"
 #include "log/log.h"
 #include "region/heap.h"
 #include "region/region.h"
 #include "session/session_core.h"
 #include "session/session_table.h"
+#include "stoa/env.h"
 #include "stoa/options.h"
 #include "stoa/stats.h"
 #include "txn/txn_manager.h"
@@ -37,8 +37,9 @@ class StoreImpl final : public SessionHost {
  public:
   // `force_rebuild`: a lone opener rebuilds the data file from checkpoint
   // and log even when it could trust it (Store::recover, Store::compact).
+  // Files go through options.env (Env::posix() when null).
   static Result<std::unique_ptr<StoreImpl>> open(const std::string& path, const Options& options,
-                                                 Env* env = nullptr, bool force_rebuild = false);
+                                                 bool force_rebuild = false);
   ~StoreImpl();
 
   // A new session in a free slot (or a dead one, reclaimed first). The

@@ -1,4 +1,4 @@
-// env/env.h — the seam between Stoa and the operating system's files.
+// stoa/env.h — the seam between Stoa and the operating system's files.
 //
 // Like LevelDB's Env: every file operation whose failure or timing matters
 // (create, extend, write, sync) goes through an Env, so tests can substitute
@@ -7,8 +7,8 @@
 //
 // Thread safety: the default Env is stateless and thread-safe; test Envs
 // document their own.
-#ifndef STOA_ENV_ENV_H_
-#define STOA_ENV_ENV_H_
+#ifndef STOA_ENV_H_
+#define STOA_ENV_H_
 
 #include <sys/types.h>
 
@@ -63,4 +63,4 @@ class Env {
 
 }  // namespace stoa
 
-#endif  // STOA_ENV_ENV_H_
+#endif  // STOA_ENV_H_
