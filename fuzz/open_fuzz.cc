@@ -31,6 +31,7 @@
 #include "index/layout.h"
 #include "region/heap.h"
 #include "region/layout.h"
+#include "store/layout.h"
 #include "store/store_impl.h"
 
 namespace stoa::fuzz {
@@ -77,11 +78,11 @@ void find_regions(Template* t) {
   auto& r = t->data_regions;
   r.push_back({0, region::kPageSize});
   r.push_back({region::kHeapMetaOffset, region::kPageSize});
-  r.push_back({region::kRootsOffset, log::kLogHeaderOffset});
-  r.push_back({region::kRootsOffset + log::kLogHeaderOffset, sizeof(log::LogHeader)});
+  r.push_back({internal::kIndexRootOffset, internal::kIndexRootBytes});
+  r.push_back({internal::kLogRootOffset, sizeof(log::LogHeader)});
   // The tree, level by level: every inner node, a sample of leaves, and the
   // records and newest versions of a few keys.
-  const auto* ih = reinterpret_cast<const index::IndexHeader*>(at(region::kRootsOffset));
+  const auto* ih = reinterpret_cast<const index::IndexHeader*>(at(internal::kIndexRootOffset));
   std::vector<uint64_t> level{ih->root.load()}, leaves;
   uint32_t depth = 0;
   while (!level.empty()) {

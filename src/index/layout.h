@@ -21,7 +21,7 @@ inline constexpr uint64_t kFrozen = 1;  // low bit of an inner node's child word
 inline constexpr uint32_t kMaxDepth = 16;
 inline constexpr uint64_t kIndexMagic = 0x3158444e49414f54ull;  // "TOAINDX1"
 
-struct IndexHeader {  // at region::kRootsOffset
+struct IndexHeader {  // the index's root (store/layout.h places it)
   uint64_t magic;     // kIndexMagic once initialised (zero page = empty index)
   // Root node, 0 when the tree is empty. Replaced by CAS (acq_rel); loaded
   // with acquire by readers, pairing with the release of the CAS.

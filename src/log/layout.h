@@ -111,10 +111,9 @@ struct CheckpointFooter {
 static_assert(sizeof(CheckpointFooter) == 40);
 
 // ---------------------------------------------------------------------------
-// In the shared mapping: the log's state, in the roots page after the index
-// header (region::kRootsOffset + kLogHeaderOffset). Commit timestamps (the
-// reservation tail) are index::IndexHeader::next_ts.
-inline constexpr uint64_t kLogHeaderOffset = 1024;
+// In the shared mapping: the log's state, the log's root in the roots page
+// (store/layout.h places it). Commit timestamps (the reservation tail) are
+// index::IndexHeader::next_ts.
 inline constexpr uint64_t kLogMagic = 0x31474f4c414f5453ull;  // "STOALOG1"
 
 struct LogHeader {
@@ -156,7 +155,6 @@ static_assert(std::is_standard_layout_v<LogHeader>);
 static_assert(offsetof(LogHeader, allocated_end) == 32 && offsetof(LogHeader, sync_seq) == 84 &&
               offsetof(LogHeader, reserve_mu) == 128 && offsetof(LogHeader, flush_mu) == 192 &&
               offsetof(LogHeader, ckpt_mu) == 256);
-static_assert(kLogHeaderOffset + sizeof(LogHeader) <= region::kPageSize);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 // Clean-shutdown sidecar `stoa.sum`: written by the last closer after the

@@ -38,14 +38,21 @@ uint64_t commit_size(const std::vector<Op>& ops) {
   return align8(n);
 }
 
-void encode_commit(char* out, uint64_t lsn, uint64_t synced, const std::vector<Op>& ops) {
-  const uint64_t len = commit_size(ops);
+namespace {
+RecordHeader header(RecordType type, uint64_t lsn, uint64_t len, uint64_t synced) {
   RecordHeader h{};
   h.magic = kRecordMagic;
-  h.type = uint16_t(RecordType::kCommit);
+  h.type = uint16_t(type);
   h.lsn = lsn;
   h.len = len;
   h.synced = synced;
+  return h;
+}
+}  // namespace
+
+void encode_commit(char* out, uint64_t lsn, uint64_t synced, const std::vector<Op>& ops) {
+  const uint64_t len = commit_size(ops);
+  RecordHeader h = header(RecordType::kCommit, lsn, len, synced);
   h.count = uint32_t(ops.size());
   char* p = out + sizeof(RecordHeader);
   for (const Op& op : ops) {
@@ -67,12 +74,7 @@ void encode_commit(char* out, uint64_t lsn, uint64_t synced, const std::vector<O
 }
 
 RecordHeader padding(uint64_t lsn, uint64_t len, uint64_t synced) {
-  RecordHeader h{};
-  h.magic = kRecordMagic;
-  h.type = uint16_t(RecordType::kPadding);
-  h.lsn = lsn;
-  h.len = len;
-  h.synced = synced;
+  RecordHeader h = header(RecordType::kPadding, lsn, len, synced);
   h.checksum = record_sum(reinterpret_cast<const char*>(&h), sizeof(h));
   return h;
 }

@@ -34,7 +34,9 @@ using util::ShmMutex;  // robust, process-shared; the holder of a dead one repai
 using Offset = uint64_t;  // byte offset in the data file; 0 means "none"
 
 inline constexpr uint32_t kPageSize = 4096;
-inline constexpr uint32_t kFormatVersion = 2;  // 2: log header in the roots page
+// 2: log header in the roots page; 3: the layout word folds every data-file
+// struct (store/layout.h).
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr char kDataMagic[8] = {'S', 'T', 'O', 'A', 'D', 'A', 'T', '1'};
 inline constexpr uint64_t kHeapMetaOffset = kPageSize;
 // One page of fixed roots for the layers above the heap (the index header,
@@ -165,9 +167,11 @@ static_assert(std::is_standard_layout_v<FileHeader>);
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
-// Encodes the sizes and alignments of every shared struct, so that a build
-// with another layout refuses the file (kVersionMismatch) instead of
-// misreading it. The lock-file structs fold their sizes in too (session/).
+// Encodes the sizes and alignments of the region's shared structs. The store
+// folds the layers above in (kDataLayoutWord, store/layout.h), writes that
+// word at creation and checks it at open, so that a build with another
+// layout refuses the file (kVersionMismatch) instead of misreading it. The
+// lock-file structs have their own word (session/layout.h).
 inline constexpr uint64_t kRegionLayoutWord =
     (uint64_t{sizeof(FileHeader)} << 0) ^ (uint64_t{sizeof(HeapMeta)} << 12) ^
     (uint64_t{sizeof(RunHeader)} << 24) ^ (uint64_t{sizeof(BlockHeader)} << 32) ^

@@ -43,7 +43,8 @@ uint64_t header_checksum(const FileHeader& h) {
 
 }  // namespace
 
-Status Region::check_header(const FileHeader& h, uint64_t file_bytes, const std::string& path) {
+Status Region::check_header(const FileHeader& h, uint64_t file_bytes, const std::string& path,
+                            uint64_t layout_word) {
   if (std::memcmp(h.magic, kDataMagic, sizeof(kDataMagic)) != 0) {
     return Error(Code::kCorrupt,
                  fmt::format("{}: not a Stoa data file (bad magic at offset 0)", path));
@@ -56,10 +57,10 @@ Status Region::check_header(const FileHeader& h, uint64_t file_bytes, const std:
     return Error(Code::kCorrupt, fmt::format("{}: header checksum mismatch (offset {})", path,
                                              offsetof(FileHeader, checksum)));
   }
-  if (h.layout_word != kRegionLayoutWord) {
+  if (h.layout_word != layout_word) {
     return Error(Code::kVersionMismatch,
                  fmt::format("{}: struct layout {:#x} differs from this build's {:#x}", path,
-                             h.layout_word, kRegionLayoutWord));
+                             h.layout_word, layout_word));
   }
   if (h.page_size != kPageSize) {
     return Error(Code::kVersionMismatch, fmt::format("{}: page size {} (this build uses {})", path,
@@ -99,7 +100,7 @@ Status Region::create(Env* env, const std::string& path, const CreateParams& p) 
   std::memcpy(h->magic, kDataMagic, sizeof(kDataMagic));
   h->format_version = kFormatVersion;
   h->page_size = kPageSize;
-  h->layout_word = kRegionLayoutWord;
+  h->layout_word = p.layout_word;
   h->max_size = max_size;
   h->grow_chunk = chunk;
   h->created_ns = util::real_ns();
@@ -139,7 +140,8 @@ Status Region::create(Env* env, const std::string& path, const CreateParams& p) 
   return st;
 }
 
-Result<std::unique_ptr<Region>> Region::open(Env* env, const std::string& path) {
+Result<std::unique_ptr<Region>> Region::open(Env* env, const std::string& path,
+                                             uint64_t layout_word) {
   std::unique_ptr<Region> r(new Region());
   r->env_ = env;
   r->path_ = path;
@@ -151,7 +153,7 @@ Result<std::unique_ptr<Region>> Region::open(Env* env, const std::string& path) 
                                              path, bytes, kHeapStart + kPageSize));
   }
   STOA_TRY(env->pread_all(r->fd_, &h, sizeof(h), 0, path));
-  STOA_TRY(check_header(h, bytes, path));
+  STOA_TRY(check_header(h, bytes, path, layout_word));
   r->max_size_ = h.max_size;
   r->grow_chunk_ = h.grow_chunk;
   r->seed_ = h.seed;

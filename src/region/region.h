@@ -20,8 +20,8 @@
 #include <mutex>
 #include <string>
 
-#include "stoa/env.h"
 #include "region/layout.h"
+#include "stoa/env.h"
 #include "stoa/result.h"
 #include "util/mutex.h"
 
@@ -33,6 +33,7 @@ struct CreateParams {
   uint64_t grow_chunk;
   uint32_t max_sessions;
   uint32_t durability;
+  uint64_t layout_word;  // the store's kDataLayoutWord (store/layout.h)
 };
 
 class Region {
@@ -41,9 +42,13 @@ class Region {
   static Status create(Env* env, const std::string& path, const CreateParams& params);
   // Validates the header and maps the file. Errors: kCorrupt (truncated,
   // foreign, checksum), kVersionMismatch (format, layout, page size), kIo.
-  static Result<std::unique_ptr<Region>> open(Env* env, const std::string& path);
+  // `layout_word` is the one the file must carry (the store's
+  // kDataLayoutWord, which folds this layer's and the layers above's structs).
+  static Result<std::unique_ptr<Region>> open(Env* env, const std::string& path,
+                                              uint64_t layout_word);
   // Checks a header image without mapping anything (also used by the fuzzer).
-  static Status check_header(const FileHeader& h, uint64_t file_bytes, const std::string& path);
+  static Status check_header(const FileHeader& h, uint64_t file_bytes, const std::string& path,
+                             uint64_t layout_word);
 
   ~Region();
   Region(const Region&) = delete;

@@ -146,7 +146,7 @@ void heap_slot_stats(StoreImpl&, const session::SessionSlot* sl, SessionInfo& in
 // naming a free slot, or an older generation, is a leak.
 void heap_verify(StoreImpl& s, VerifyReport& rep) {
   region::Region& r = s.region();
-  Status hs = region::Region::check_header(r.header(), r.file_size(), r.path());
+  Status hs = region::Region::check_header(r.header(), r.file_size(), r.path(), kDataLayoutWord);
   if (!hs.ok()) rep.problems.push_back(hs.error().message());
   session::SessionTable& t = s.table();
   s.heap().verify(rep, rep.exclusive, [&](uint32_t slot, uint32_t gen) {

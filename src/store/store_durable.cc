@@ -92,8 +92,9 @@ Status StoreImpl::check_data_file(const std::string& data, bool* created) {
         return Error(Code::kNotFound,
                      fmt::format("{}: not a Stoa store (no {})", path_, kDataFileName));
       }
-      region::CreateParams cp{options_.max_size, options_.initial_size, options_.grow_chunk,
-                              options_.max_sessions, uint32_t(options_.durability)};
+      region::CreateParams cp{
+          options_.max_size,     options_.initial_size,         options_.grow_chunk,
+          options_.max_sessions, uint32_t(options_.durability), kDataLayoutWord};
       STOA_TRY(region::Region::create(env_, data, cp));
       STOA_TRY(env_->make_dir(log_dir));
       STOA_TRY(env_->remove(sum));
@@ -104,14 +105,13 @@ Status StoreImpl::check_data_file(const std::string& data, bool* created) {
     }
     reason = "the data file is missing";
   } else {
-    auto r = region::Region::open(env_, data);
+    auto r = region::Region::open(env_, data, kDataLayoutWord);
     if (!r.ok()) {
       if (r.error().code() != Code::kCorrupt || !durable_copy) return std::move(r).error();
       reason = fmt::format("the data file is damaged ({})", r.error().message());
     } else {
       region_ = std::move(*r);
-      const auto* lh = reinterpret_cast<const log::LogHeader*>(
-          region_->ro(region::kRootsOffset + log::kLogHeaderOffset));
+      const auto* lh = reinterpret_cast<const log::LogHeader*>(region_->ro(kLogRootOffset));
       if (env_->exists(sum)) {
         Status st = check_sum(sum);
         if (!st.ok()) reason = st.error().message();
@@ -131,8 +131,8 @@ Status StoreImpl::check_data_file(const std::string& data, bool* created) {
     }
   }
   // Rebuild: a fresh data file with the old store's parameters.
-  region::CreateParams cp{options_.max_size, options_.initial_size, options_.grow_chunk,
-                          options_.max_sessions, uint32_t(options_.durability)};
+  region::CreateParams cp{options_.max_size,     options_.initial_size,         options_.grow_chunk,
+                          options_.max_sessions, uint32_t(options_.durability), kDataLayoutWord};
   if (region_) {
     const region::FileHeader& h = region_->header();
     cp.max_size = h.max_size;

@@ -194,12 +194,11 @@ Status StoreImpl::open_protocol() {
                                              path_, kDataFileName));
   }
   if (!region_) {
-    STOA_ASSIGN(region_, region::Region::open(env_, data));
+    STOA_ASSIGN(region_, region::Region::open(env_, data, kDataLayoutWord));
   }
   heap_ = std::make_unique<region::Heap>(region_.get(), options_.poison_freed);
-  const uint64_t seg = reinterpret_cast<const log::LogHeader*>(
-                           region_->ro(region::kRootsOffset + log::kLogHeaderOffset))
-                           ->segment_size;
+  const uint64_t seg =
+      reinterpret_cast<const log::LogHeader*>(region_->ro(kLogRootOffset))->segment_size;
   const uint32_t slots = region_->header().max_sessions;
   if (alone) {
     bool recreated = false;
@@ -265,8 +264,7 @@ Status StoreImpl::open_protocol() {
 
 LogContext StoreImpl::log_context() {
   LogContext c;
-  c.header =
-      reinterpret_cast<log::LogHeader*>(region_->rw(region::kRootsOffset + log::kLogHeaderOffset));
+  c.header = reinterpret_cast<log::LogHeader*>(region_->rw(kLogRootOffset));
   c.file = &region_->header();
   index::IndexHeader* ih = txns_->header();
   c.next_ts = &ih->next_ts;
@@ -288,6 +286,7 @@ Result<std::unique_ptr<SnapshotSource>> StoreImpl::open_snapshot() {
 TxnContext StoreImpl::txn_context() {
   TxnContext c;
   c.region = region_.get();
+  c.index_root = reinterpret_cast<index::IndexHeader*>(region_->rw(kIndexRootOffset));
   c.heap = heap_.get();
   c.table = table_.get();
   c.path = path_;

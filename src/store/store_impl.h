@@ -23,6 +23,7 @@
 #include "stoa/env.h"
 #include "stoa/options.h"
 #include "stoa/stats.h"
+#include "store/layout.h"
 #include "txn/txn_manager.h"
 #include "util/mutex.h"
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "index/layout.h"
 #include "region/heap.h"
 #include "region/region.h"
 #include "session/session_table.h"
@@ -28,6 +29,7 @@ class SessionCore;
 
 struct TxnContext {
   region::Region* region = nullptr;
+  index::IndexHeader* index_root = nullptr;  // the index's root (store/layout.h)
   region::Heap* heap = nullptr;
   session::SessionTable* table = nullptr;
   // Made after the TxnManager (the log's start reads the clock in the

@@ -53,9 +53,7 @@ constexpr uint64_t kVisibleWaitNs = 10'000'000'000ull;
 }  // namespace
 
 TxnManager::TxnManager(TxnContext ctx)
-    : ctx_(std::move(ctx)),
-      tree_(*ctx_.region,
-            reinterpret_cast<index::IndexHeader*>(ctx_.region->rw(region::kRootsOffset))) {
+    : ctx_(std::move(ctx)), tree_(*ctx_.region, ctx_.index_root) {
   tree_.count_unfrozen_in(&ctx_.table->header()->counters.nodes_unfrozen);
 }
 
