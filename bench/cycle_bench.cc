@@ -96,7 +96,8 @@ enum PinSide { kStoa = 0, kUrcuInline = 1, kUrcuCall = 2, kPinSides = 3 };
 const char* const kPinSideNames[kPinSides] = {"stoa", "liburcu-memb", "liburcu-memb-call"};
 
 struct PinThread {
-  explicit PinThread(stoa::Store& store) : session(open_session(store)), core(stoa::internal::core_of(session)) {
+  explicit PinThread(stoa::Store& store)
+      : session(open_session(store)), core(stoa::internal::core_of(session)) {
     urcu_memb_register_thread();
   }
   ~PinThread() {
@@ -253,7 +254,7 @@ constexpr double kDrainLimitS = 10;
 // The Stoa writer: swaps fresh blocks into *slot for `seconds`, then collects
 // until its purgatory is empty.
 void stoa_writer(SessionCore* w, uint64_t* slot, double seconds, uint64_t* seq, ReclaimTrial* t) {
-  auto& purg = w->slot_ptr()->purgatory;
+  auto& purg = stoa::cycle::purgatory_of(*w->slot_ptr());
   auto t0 = Clock::now();
   auto deadline =
       t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));

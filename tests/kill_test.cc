@@ -575,7 +575,8 @@ TEST(Kill, DeathDetectionLatency) {
       CHILD_CHECK(sess.ok(), "victim session: {}", err(sess));
       stoa::internal::core_of(*sess)->pin();
       ctl->victim_slot.store(sess->slot());
-      ctl->victim_pin.store(stoa::internal::core_of(*sess)->slot_ptr()->pin.cycle.load());
+      ctl->victim_pin.store(
+          stoa::cycle::pin_of(*stoa::internal::core_of(*sess)->slot_ptr()).cycle.load());
       ctl->victim_ready.store(1);
       for (;;) std::this_thread::sleep_for(milliseconds(100));
       return 0;
@@ -672,7 +673,8 @@ TEST(Kill, ReclaimWalkCost) {
         CHILD_CHECK(s.ok(), "victim open: {}", err(s));
         auto sess = (*s)->session();
         CHILD_CHECK(sess.ok(), "victim session: {}", err(sess));
-        for (int i = 0; i < 100; i++) CHILD_CHECK(stoa::internal::core_of(*sess)->alloc(48).ok(), "alloc");
+        for (int i = 0; i < 100; i++)
+          CHILD_CHECK(stoa::internal::core_of(*sess)->alloc(48).ok(), "alloc");
         ctl->ready.store(1);
         for (;;) std::this_thread::sleep_for(milliseconds(100));
         return 0;

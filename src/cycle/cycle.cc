@@ -38,6 +38,11 @@
 
 namespace stoa::cycle {
 
+void init_global(CycleGlobal& g) {
+  g.current.store(1, std::memory_order_relaxed);
+  g.started_ns[1].store(util::mono_ns(), std::memory_order_relaxed);
+}
+
 namespace {
 int membarrier(int cmd) { return int(::syscall(__NR_membarrier, cmd, 0, 0)); }
 }  // namespace
@@ -140,7 +145,7 @@ CycleManager::Advance CycleManager::try_advance(bool rate_limited) {
   for (uint32_t i = 0; i < n; i++) {
     session::SessionSlot* s = table_->slot(i);
     if (s->state.load(std::memory_order_acquire) != uint32_t(session::SlotState::kLive)) continue;
-    uint64_t pin = s->pin.cycle.load(std::memory_order_acquire);
+    uint64_t pin = pin_of(*s).cycle.load(std::memory_order_acquire);
     if (pin != 0 && pin != c) a.blockers.push_back(i);
   }
   if (!a.blockers.empty()) {

@@ -11,6 +11,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <new>
+#include <type_traits>
+
+#include "session/layout.h"
 
 namespace stoa::cycle {
 
@@ -49,6 +53,39 @@ struct Purgatory {
   std::atomic<uint64_t> bytes;    // total, for stats (relaxed)
   std::atomic<uint64_t> objects;  // total, for stats (relaxed)
 };
+
+static_assert(sizeof(PinWord) == session::kPinAreaBytes && alignof(PinWord) <= 8 &&
+              std::is_standard_layout_v<PinWord>);
+static_assert(sizeof(Purgatory) == session::kPurgatoryAreaBytes && alignof(Purgatory) <= 8 &&
+              std::is_standard_layout_v<Purgatory>);
+static_assert(sizeof(CycleGlobal) == session::kCycleGlobalAreaBytes && alignof(CycleGlobal) <= 64 &&
+              std::is_standard_layout_v<CycleGlobal>);
+
+// The cycle layer's areas of the lock file (session/layout.h's table). Zero
+// cost: the lock file is mapped, zero-filled, and these structs are only ever
+// used in place.
+inline PinWord& pin_of(session::SessionSlot& s) {
+  return *std::launder(reinterpret_cast<PinWord*>(s.pin_area));
+}
+inline const PinWord& pin_of(const session::SessionSlot& s) {
+  return *std::launder(reinterpret_cast<const PinWord*>(s.pin_area));
+}
+inline Purgatory& purgatory_of(session::SessionSlot& s) {
+  return *std::launder(reinterpret_cast<Purgatory*>(s.purgatory_area));
+}
+inline const Purgatory& purgatory_of(const session::SessionSlot& s) {
+  return *std::launder(reinterpret_cast<const Purgatory*>(s.purgatory_area));
+}
+inline CycleGlobal& global_of(session::LockHeader& h) {
+  return *std::launder(reinterpret_cast<CycleGlobal*>(h.cycle_area));
+}
+inline const CycleGlobal& global_of(const session::LockHeader& h) {
+  return *std::launder(reinterpret_cast<const CycleGlobal*>(h.cycle_area));
+}
+
+// Makes a freshly zeroed lock file's cycle area valid: cycle 1 begins now.
+// The lone opener only, before anyone pins.
+void init_global(CycleGlobal& g);
 
 }  // namespace stoa::cycle
 

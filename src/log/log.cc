@@ -62,6 +62,7 @@
 #include <fmt/format.h>
 
 #include "crash/crash_point.h"
+#include "txn/layout.h"
 #include "util/futex.h"
 
 namespace stoa::internal {
@@ -142,7 +143,7 @@ void LogManager::repair_reserve_locked() {
   const uint32_t slot = hdr_->reserve_slot;
   session::SessionTable& t = *ctx_.table;
   if (slot >= t.slot_count()) return;
-  txn::TxnSlot& ts = t.slot(slot)->txn;
+  txn::TxnSlot& ts = txn::txn_of(*t.slot(slot));
   const uint64_t tail = ctx_.next_ts->load(std::memory_order_relaxed);
   if (ts.log_len != 0 && ts.log_start + ts.log_len > tail) ts.log_len = 0;  // never reserved
 }
@@ -171,7 +172,7 @@ Result<uint64_t> LogManager::reserve(SessionCore& s, uint64_t len) {
       }
     }
     if (st.ok()) {
-      txn::TxnSlot& t = s.slot_ptr()->txn;
+      txn::TxnSlot& t = txn::txn_of(*s.slot_ptr());
       t.log_start = start;
       t.log_len = len;
       ctx_.next_ts->store(end, std::memory_order_seq_cst);

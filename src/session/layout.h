@@ -13,6 +13,20 @@
 // and last closes), and byte kSlotLockBase + i (held exclusively by the
 // process owning slot i — the kernel drops it when that process dies, which
 // is how survivors know, whatever the pid namespace).
+//
+// Per-layer areas. The session layer owns the slot's identity fields and the
+// heap cache (region is below it); the layers above own raw, aligned byte
+// areas that they type through accessors in their own layout header
+// (cycle::pin_of, cycle::purgatory_of, cycle::global_of, txn::txn_of), each of
+// which static_asserts its struct's size equals the area's size:
+//
+//   area                          owner    offset  size
+//   SessionSlot::pin_area         cycle         0     8   (cycle::PinWord)
+//   SessionSlot identity          session      64    64
+//   SessionSlot::purgatory_area   cycle       128   112   (cycle::Purgatory)
+//   SessionSlot::cache            session     240   464   (region::HeapCache)
+//   SessionSlot::txn_area         txn         704    64   (txn::TxnSlot)
+//   LockHeader::cycle_area        cycle        64   528   (cycle::CycleGlobal)
 #ifndef STOA_SESSION_LAYOUT_H_
 #define STOA_SESSION_LAYOUT_H_
 
@@ -21,9 +35,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "cycle/layout.h"
 #include "region/layout.h"
-#include "txn/layout.h"
 
 namespace stoa::session {
 
@@ -36,6 +48,12 @@ inline constexpr off_t kAttachByte = 0;
 inline constexpr off_t kOpenByte = 1;
 inline constexpr off_t kSlotLockBase = off_t{1} << 20;
 
+// The sizes of the areas owned by higher layers (see the table above).
+inline constexpr size_t kPinAreaBytes = 8;
+inline constexpr size_t kPurgatoryAreaBytes = 112;
+inline constexpr size_t kTxnAreaBytes = 64;
+inline constexpr size_t kCycleGlobalAreaBytes = 528;
+
 enum class SlotState : uint32_t {
   kFree = 0,        // nobody; claimable by whoever holds its OFD byte
   kLive = 1,        // owned by a live session (its process holds the byte)
@@ -43,9 +61,9 @@ enum class SlotState : uint32_t {
 };
 
 struct alignas(64) SessionSlot {
-  // Cache line 0: the pin, written by the owner on every operation.
-  cycle::PinWord pin;
-  char pad0[64 - sizeof(cycle::PinWord)];
+  // Cache line 0: the pin (cycle area), written by the owner on every operation.
+  alignas(8) unsigned char pin_area[kPinAreaBytes];
+  char pad0[64 - kPinAreaBytes];
 
   // Cache line 1: identity. state is written by whoever holds the slot's OFD
   // byte (release), read by anyone (acquire); the rest is written before
@@ -61,15 +79,19 @@ struct alignas(64) SessionSlot {
   std::atomic<uint64_t> recorder_next;    // owner increments (release); dumpers acquire
   uint64_t pad2;
 
-  cycle::Purgatory purgatory;  // owner only; a recoverer after the owner died
-  region::HeapCache cache;     // owner only; a recoverer after the owner died
-  txn::TxnSlot txn;            // the commit record (txn/layout.h)
+  // The purgatory (cycle area): owner only; a recoverer after the owner died.
+  alignas(8) unsigned char purgatory_area[kPurgatoryAreaBytes];
+  region::HeapCache cache;  // owner only; a recoverer after the owner died
+  // The commit record (txn area, txn/layout.h).
+  alignas(64) unsigned char txn_area[kTxnAreaBytes];
 };
 inline constexpr uint32_t kSlotParked = 1;  // closed, purgatory not yet drained
 static_assert(sizeof(SessionSlot) % 64 == 0);
 static_assert(sizeof(SessionSlot) <= 1024);
-static_assert(offsetof(SessionSlot, state) == 64 && offsetof(SessionSlot, purgatory) == 128 &&
-              offsetof(SessionSlot, cache) == 240 && offsetof(SessionSlot, txn) == 704);
+static_assert(offsetof(SessionSlot, state) == 64 && offsetof(SessionSlot, pin_area) == 0 &&
+              offsetof(SessionSlot, purgatory_area) == 128 && offsetof(SessionSlot, cache) == 240 &&
+              offsetof(SessionSlot, txn_area) == 704);
+static_assert(sizeof(SessionSlot) == 768);
 static_assert(std::is_standard_layout_v<SessionSlot>);
 inline constexpr uint64_t kSlotStride = 1024;
 
@@ -112,7 +134,7 @@ struct LockHeader {
   uint64_t data_seed;    // the data file's seed: pairs this file with it
   uint64_t created_ns;
   uint64_t reserved[3];
-  alignas(64) cycle::CycleGlobal cycle;
+  alignas(64) unsigned char cycle_area[kCycleGlobalAreaBytes];  // cycle::CycleGlobal
   alignas(64) std::atomic<uint64_t> recoveries;  // dead sessions reclaimed (relaxed: stats)
   // One past the highest slot ever claimed since the lock file was made:
   // scans of per-slot state stop here. Raised by CAS-max when claiming.
@@ -120,15 +142,15 @@ struct LockHeader {
   alignas(64) RecoveryCounters counters;
 };
 static_assert(sizeof(LockHeader) <= 4096);
-static_assert(offsetof(LockHeader, cycle) == 64 && offsetof(LockHeader, recoveries) == 640 &&
+static_assert(offsetof(LockHeader, cycle_area) == 64 && offsetof(LockHeader, recoveries) == 640 &&
               offsetof(LockHeader, high_slot) == 648 && offsetof(LockHeader, counters) == 704);
 static_assert(std::is_standard_layout_v<LockHeader>);
 
 inline constexpr uint64_t kLockLayoutWord =
     region::kRegionLayoutWord ^ (uint64_t{sizeof(SessionSlot)} << 3) ^
     (uint64_t{sizeof(LockHeader)} << 17) ^ (uint64_t{sizeof(RecorderEntry)} << 29) ^
-    (uint64_t{kRecorderEntries} << 37) ^ (uint64_t{sizeof(cycle::Purgatory)} << 43) ^
-    (uint64_t{sizeof(txn::TxnSlot)} << 51) ^ (uint64_t{sizeof(RecoveryCounters)} << 57);
+    (uint64_t{kRecorderEntries} << 37) ^ (uint64_t{kPurgatoryAreaBytes} << 43) ^
+    (uint64_t{kTxnAreaBytes} << 51) ^ (uint64_t{sizeof(RecoveryCounters)} << 57);
 
 inline uint64_t lock_file_size(uint32_t slot_count) {
   return kSlotsOffset + uint64_t{slot_count} * kSlotStride +

@@ -100,9 +100,9 @@ Status SessionCore::retire(Offset body) {
   auto bytes = deps_.heap->mark_retired(o, body);
   record(RecordKind::kRetire, bytes.code(), body);
   if (!bytes.ok()) return std::move(bytes).error();
-  deps_.cycles->retire(slot_ptr_->purgatory, *deps_.heap, o, body, *bytes);
+  deps_.cycles->retire(cycle::purgatory_of(*slot_ptr_), *deps_.heap, o, body, *bytes);
   if (++ops_since_collect_ >= kCollectEvery ||
-      slot_ptr_->purgatory.bytes.load(std::memory_order_relaxed) >= kCollectBytes) {
+      cycle::purgatory_of(*slot_ptr_).bytes.load(std::memory_order_relaxed) >= kCollectBytes) {
     ops_since_collect_ = 0;
     (void)collect(/*automatic=*/true);
   }
@@ -129,14 +129,14 @@ Result<uint64_t> SessionCore::collect(bool automatic) {
   // Advance only as far as this purgatory needs (its oldest bag becomes
   // freeable two cycles after it was filled); the manager rate-limits the
   // barrier it costs. Dead blockers are reclaimed on the way.
-  for (int i = 0; i < 2 && cm.needs_advance(slot_ptr_->purgatory); i++) {
+  for (int i = 0; i < 2 && cm.needs_advance(cycle::purgatory_of(*slot_ptr_)); i++) {
     auto a = cm.try_advance(automatic);
     if (!a.blockers.empty()) deps_.host->reap_slots(a.blockers);
     if (!a.advanced) break;
     record(RecordKind::kAdvance, Code::kOk, a.cycle);
   }
   region::Owner o = owner();
-  uint64_t freed = cm.drain(slot_ptr_->purgatory, *deps_.heap, o);
+  uint64_t freed = cm.drain(cycle::purgatory_of(*slot_ptr_), *deps_.heap, o);
   if (freed > 0) record(RecordKind::kReclaim, Code::kOk, freed);
   return freed;
 }

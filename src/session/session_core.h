@@ -123,10 +123,10 @@ class SessionCore {
   // Pins the current cycle (nestable; only the outermost pin announces).
   // Wait-free: no syscall, no lock.
   void pin() {
-    if (pin_depth_++ == 0) cycles_->pin(&slot_ptr_->pin);
+    if (pin_depth_++ == 0) cycles_->pin(&cycle::pin_of(*slot_ptr_));
   }
   void unpin() {
-    if (--pin_depth_ == 0) cycles_->unpin(&slot_ptr_->pin);
+    if (--pin_depth_ == 0) cycles_->unpin(&cycle::pin_of(*slot_ptr_));
   }
   bool pinned() const { return pin_depth_ > 0; }
   class PinGuard {

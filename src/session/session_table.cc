@@ -120,8 +120,8 @@ Status SessionTable::init_alone(uint32_t slot_count, uint64_t data_seed, bool* r
     lh->layout_word = kLockLayoutWord;
     lh->data_seed = data_seed;
     lh->created_ns = util::real_ns();
-    lh->cycle.current.store(1, std::memory_order_relaxed);
-    lh->cycle.started_ns[1].store(util::mono_ns(), std::memory_order_relaxed);
+    // The cycle area stays zero here: its owner fills it (cycle::init_global,
+    // called by the store while it is still the lone opener).
   }
   return {};
 }

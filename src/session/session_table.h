@@ -38,6 +38,8 @@ class SessionTable {
   // Alone only: validates the lock file for this data file; rebuilds it when
   // missing, foreign or of another layout. Sets *recreated when it did.
   Status init_alone(uint32_t slot_count, uint64_t data_seed, bool* recreated);
+  // A recreated file's areas owned by higher layers are left zero (the
+  // caller initialises them: cycle::init_global).
   // Not alone: the lock file must already be valid for this data file.
   Status check_attached(uint32_t slot_count, uint64_t data_seed);
 

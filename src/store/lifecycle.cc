@@ -22,7 +22,7 @@ namespace {
 void txn_recover_dead(StoreImpl& s, const DeadSlot& d) {
   s.txns().recover(d.slot, d.sl, d.first_gen);
 }
-void txn_reset_slot(StoreImpl&, session::SessionSlot* sl) { txn::reset(sl->txn); }
+void txn_reset_slot(StoreImpl&, session::SessionSlot* sl) { txn::reset(txn::txn_of(*sl)); }
 void txn_stats(StoreImpl& s, StoreStats& out) {
   const index::IndexHeader* ih = s.txns().header();
   out.keys = ih->records.load(std::memory_order_relaxed);
@@ -34,7 +34,7 @@ void txn_stats(StoreImpl& s, StoreStats& out) {
   out.recovery.nodes_unfrozen = rc.nodes_unfrozen.load(std::memory_order_relaxed);
 }
 void txn_slot_stats(StoreImpl&, const session::SessionSlot* sl, SessionInfo& info) {
-  uint64_t snap = sl->txn.snapshot.load(std::memory_order_acquire);
+  uint64_t snap = txn::txn_of(*sl).snapshot.load(std::memory_order_acquire);
   info.snapshot = snap != 0 ? snap - 1 : 0;
   info.has_snapshot = snap != 0;
 }
@@ -75,30 +75,31 @@ void log_verify(StoreImpl& s, VerifyReport& rep) {
 // --- cycle: pins and purgatories ------------------------------------------
 
 void cycle_reset_slot(StoreImpl&, session::SessionSlot* sl) {
-  sl->pin.cycle.store(0, std::memory_order_release);
-  cycle::CycleManager::reset(sl->purgatory);
+  cycle::pin_of(*sl).cycle.store(0, std::memory_order_release);
+  cycle::CycleManager::reset(cycle::purgatory_of(*sl));
 }
 void cycle_stats(StoreImpl& s, StoreStats& out) {
-  out.current_cycle = s.table().header()->cycle.current.load(std::memory_order_acquire);
+  out.current_cycle = cycle::global_of(*s.table().header()).current.load(std::memory_order_acquire);
 }
 void cycle_slot_stats(StoreImpl& s, const session::SessionSlot* sl, SessionInfo& info) {
   const session::LockHeader* lh = s.table().header();
-  const uint64_t current = lh->cycle.current.load(std::memory_order_acquire);
+  const uint64_t current = cycle::global_of(*lh).current.load(std::memory_order_acquire);
   const double threshold = double(s.options().stall_threshold.count()) / 1e3;
-  info.pinned_cycle = sl->pin.cycle.load(std::memory_order_acquire);
+  info.pinned_cycle = cycle::pin_of(*sl).cycle.load(std::memory_order_acquire);
   if (info.pinned_cycle != 0 && info.pinned_cycle < current &&
       current - info.pinned_cycle < cycle::kCycleRing) {
     // Pinned before the next cycle began: at least this long.
-    uint64_t began = lh->cycle.started_ns[(info.pinned_cycle + 1) % cycle::kCycleRing].load(
-        std::memory_order_relaxed);
+    uint64_t began =
+        cycle::global_of(*lh).started_ns[(info.pinned_cycle + 1) % cycle::kCycleRing].load(
+            std::memory_order_relaxed);
     const uint64_t now = util::mono_ns();
     if (began != 0 && began < now) info.pin_age_seconds = double(now - began) / 1e9;
   } else if (info.pinned_cycle != 0 && info.pinned_cycle + cycle::kCycleRing <= current) {
     info.pin_age_seconds = threshold + 1;  // older than the ring remembers
   }
   info.stalled = info.pin_age_seconds > threshold;  // the store clears it for a dead owner
-  info.purgatory_bytes = sl->purgatory.bytes.load(std::memory_order_relaxed);
-  info.purgatory_objects = sl->purgatory.objects.load(std::memory_order_relaxed);
+  info.purgatory_bytes = cycle::purgatory_of(*sl).bytes.load(std::memory_order_relaxed);
+  info.purgatory_objects = cycle::purgatory_of(*sl).objects.load(std::memory_order_relaxed);
 }
 
 // --- heap: blocks -----------------------------------------------------------
@@ -115,7 +116,7 @@ Status heap_adopt_dead(StoreImpl& s, const DeadSlot& d, SessionCore& heir) {
   region::Owner o = heir.owner();
   session::SessionSlot* sl = heir.slot_ptr();
   auto to_purgatory = [&](region::Offset body, uint64_t bytes) {
-    s.cycles().retire(sl->purgatory, s.heap(), o, body, bytes);
+    s.cycles().retire(cycle::purgatory_of(*sl), s.heap(), o, body, bytes);
   };
   Status st;
   for (uint32_t g = d.first_gen;; g = (g + 1) & region::kGenMask) {

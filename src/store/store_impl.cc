@@ -133,7 +133,8 @@ Result<std::unique_ptr<StoreImpl>> StoreImpl::open(const std::string& path, cons
   s->env_ = options.env != nullptr ? options.env : Env::posix();
   s->force_rebuild_ = force_rebuild;
   STOA_TRY(s->open_protocol());
-  s->cycles_ = std::make_unique<cycle::CycleManager>(&s->table_->header()->cycle, s->table_.get(),
+  s->cycles_ = std::make_unique<cycle::CycleManager>(&cycle::global_of(*s->table_->header()),
+                                                     s->table_.get(),
                                                      cycle::CycleManager::register_membarrier());
   // Still under the open lock: nobody attaches before the data file is
   // rebuilt or repaired.
@@ -203,6 +204,7 @@ Status StoreImpl::open_protocol() {
   if (alone) {
     bool recreated = false;
     STOA_TRY(table_->init_alone(slots, region_->seed(), &recreated));
+    if (recreated) cycle::init_global(cycle::global_of(*table_->header()));
     recoveries_before_ = table_->header()->recoveries.load(std::memory_order_relaxed);
     heap_->count_repairs_in(&table_->header()->counters.heap_repaired);
     txns_ = std::make_unique<TxnManager>(txn_context());
@@ -319,7 +321,7 @@ void StoreImpl::close_protocol() {
     util::MutexLock g(parked_mu_);
     for (auto& core : parked_) {
       region::Owner o = core->owner();
-      cycles_->drain(core->slot_ptr()->purgatory, *heap_, o, /*all=*/true);
+      cycles_->drain(cycle::purgatory_of(*core->slot_ptr()), *heap_, o, /*all=*/true);
       heap_->flush_cache(o);
       free_slot(core.get());
     }
@@ -415,7 +417,7 @@ Result<SessionCore*> StoreImpl::new_session() {
 
 void StoreImpl::free_slot(SessionCore* core) {
   session::SessionSlot* sl = core->slot_ptr();
-  sl->pin.cycle.store(0, std::memory_order_release);
+  cycle::pin_of(*sl).cycle.store(0, std::memory_order_release);
   sl->state.store(uint32_t(session::SlotState::kFree), std::memory_order_release);
   util::MutexLock g(table_->claim_mutex());
   table_->mark_owned(core->slot(), false);
@@ -438,7 +440,7 @@ Status StoreImpl::close_session(SessionCore* raw) {
   }
   core->record(RecordKind::kClose, st.code());
   core->closed_ = true;
-  if (core->slot_ptr()->purgatory.objects.load(std::memory_order_relaxed) == 0) {
+  if (cycle::purgatory_of(*core->slot_ptr()).objects.load(std::memory_order_relaxed) == 0) {
     free_slot(core.get());
   } else {
     {
@@ -465,9 +467,9 @@ void StoreImpl::drain_parked_locked() {
   }
   for (auto it = parked_.begin(); it != parked_.end();) {
     region::Owner o = (*it)->owner();
-    cycles_->drain((*it)->slot_ptr()->purgatory, *heap_, o);
+    cycles_->drain(cycle::purgatory_of(*(*it)->slot_ptr()), *heap_, o);
     heap_->flush_cache(o);
-    if ((*it)->slot_ptr()->purgatory.objects.load(std::memory_order_relaxed) == 0) {
+    if (cycle::purgatory_of(*(*it)->slot_ptr()).objects.load(std::memory_order_relaxed) == 0) {
       free_slot(it->get());
       it = parked_.erase(it);
     } else {

@@ -10,6 +10,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <new>
+#include <type_traits>
+
+#include "session/layout.h"
 
 namespace stoa::txn {
 
@@ -43,6 +47,17 @@ struct alignas(64) TxnSlot {
   uint64_t log_len;
 };
 static_assert(sizeof(TxnSlot) == 64);
+static_assert(sizeof(TxnSlot) == session::kTxnAreaBytes && alignof(TxnSlot) == 64 &&
+              std::is_standard_layout_v<TxnSlot>);
+
+// The txn layer's area of a session slot (session/layout.h's table): zero
+// cost, the struct is used in place in the mapped lock file.
+inline TxnSlot& txn_of(session::SessionSlot& s) {
+  return *std::launder(reinterpret_cast<TxnSlot*>(s.txn_area));
+}
+inline const TxnSlot& txn_of(const session::SessionSlot& s) {
+  return *std::launder(reinterpret_cast<const TxnSlot*>(s.txn_area));
+}
 
 // Clears a slot's commit record (the slot's byte holder only).
 inline void reset(TxnSlot& t) {

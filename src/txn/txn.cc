@@ -274,7 +274,7 @@ Status TxnImpl::validate() {
 }
 
 void TxnImpl::release_commit(uint64_t locked, bool clear_ts) {
-  txn::TxnSlot& t = s_->slot_ptr()->txn;
+  txn::TxnSlot& t = txn::txn_of(*s_->slot_ptr());
   const uint64_t mine = TxnManager::lock_word(s_->slot(), s_->generation());
   if (t.list != 0) {
     const auto* pairs = reinterpret_cast<const txn::CommitPair*>(ctx_->region->ro(t.list));
@@ -307,7 +307,7 @@ Result<uint64_t> TxnImpl::commit() {
     end();
     return s;
   }
-  txn::TxnSlot& t = s_->slot_ptr()->txn;
+  txn::TxnSlot& t = txn::txn_of(*s_->slot_ptr());
   index::Btree& tree = mgr_->tree();
   const uint64_t n = writes_.size();
   auto list = s_->alloc(n * sizeof(txn::CommitPair));

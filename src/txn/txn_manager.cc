@@ -61,13 +61,13 @@ uint64_t TxnManager::take_snapshot(session::SessionSlot* slot) {
   index::IndexHeader* h = header();
   for (;;) {
     uint64_t s = h->visible_ts.load(std::memory_order_acquire);
-    slot->txn.snapshot.store(s + 1, std::memory_order_seq_cst);  // +1: 0 means "none"
+    txn::txn_of(*slot).snapshot.store(s + 1, std::memory_order_seq_cst);  // +1: 0 means "none"
     if (h->low_water.load(std::memory_order_seq_cst) <= s) return s;
   }
 }
 
 void TxnManager::drop_snapshot(session::SessionSlot* slot) {
-  slot->txn.snapshot.store(0, std::memory_order_release);
+  txn::txn_of(*slot).snapshot.store(0, std::memory_order_release);
 }
 
 void TxnManager::advance_visible() {
@@ -78,7 +78,7 @@ void TxnManager::advance_visible() {
   const uint32_t n =
       std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
   for (uint32_t i = 0; i < n; i++) {
-    uint64_t v = t.slot(i)->txn.installing.load(std::memory_order_seq_cst);
+    uint64_t v = txn::txn_of(*t.slot(i)).installing.load(std::memory_order_seq_cst);
     if (v == txn::kReserving) return;
     if (v != 0) target = std::min(target, v - 1);
   }
@@ -141,7 +141,7 @@ uint64_t TxnManager::trim_threshold() {
   auto oldest = [&] {
     uint64_t m = h->visible_ts.load(std::memory_order_seq_cst);
     for (uint32_t i = 0; i < n; i++) {
-      uint64_t s = t.slot(i)->txn.snapshot.load(std::memory_order_seq_cst);
+      uint64_t s = txn::txn_of(*t.slot(i)).snapshot.load(std::memory_order_seq_cst);
       if (s != 0) m = std::min(m, s - 1);
     }
     return m;
@@ -184,7 +184,7 @@ void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
 }
 
 void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_gen) {
-  txn::TxnSlot& t = sl->txn;
+  txn::TxnSlot& t = txn::txn_of(*sl);
   const auto state = txn::CommitState(t.state.load(std::memory_order_acquire));
   const uint64_t word = lock_word(slot, dead_gen);
   region::Region& r = *ctx_.region;
