@@ -17,27 +17,11 @@
 
 #include "log/log_file.h"
 #include "log/record.h"
+#include "util/scratch_dir.h"
 
 namespace stoa::log::testing {
 
-// A fresh directory under STOA_TEST_TMPDIR, removed with its contents.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& tag) {
-    static std::atomic<int> n{0};
-    path_ = std::string(STOA_TEST_TMPDIR) + "/stoa-unit-" + tag + "-" + std::to_string(::getpid()) +
-            "-" + std::to_string(n++);
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using util::testing::ScratchDir;
 
 // The bytes of a commit record of `ops` at `lsn`.
 inline std::string encode(uint64_t lsn, uint64_t synced, const std::vector<Op>& ops) {

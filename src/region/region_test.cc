@@ -26,6 +26,7 @@
 #include "region/region.h"
 #include "stoa/env.h"
 #include "util/hash.h"
+#include "util/scratch_dir.h"
 #include "util/shm_mutex.h"
 
 namespace stoa::region {
@@ -51,16 +52,6 @@ CreateParams params() {
 
 class RegionTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = std::string(STOA_TEST_TMPDIR) + "/stoa-region-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-    path_ = dir_ + "/stoa.data";
-  }
-  void TearDown() override {
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-
   std::unique_ptr<Region> create_and_open() {
     Status st = Region::create(env_, path_, params());
     EXPECT_TRUE(st.ok()) << (st.ok() ? "" : st.error().to_string());
@@ -86,8 +77,9 @@ class RegionTest : public ::testing::Test {
   }
 
   Env* env_ = Env::posix();
-  std::string dir_;
-  std::string path_;
+  util::testing::ScratchDir scratch_{"region"};
+  const std::string dir_ = scratch_.path();
+  const std::string path_ = dir_ + "/stoa.data";
 };
 
 TEST_F(RegionTest, CreateThenOpenRoundTripsTheHeader) {

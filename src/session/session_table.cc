@@ -36,13 +36,19 @@ namespace stoa::session {
 
 namespace {
 
-int ofd_lock(int fd, short type, off_t byte, bool wait) {
+// An OFD lock request of `type` on the one byte `byte`.
+struct flock one_byte(short type, off_t byte) {
   struct flock fl;
   std::memset(&fl, 0, sizeof(fl));
   fl.l_type = type;
   fl.l_whence = SEEK_SET;
   fl.l_start = byte;
   fl.l_len = 1;
+  return fl;
+}
+
+int ofd_lock(int fd, short type, off_t byte, bool wait) {
+  struct flock fl = one_byte(type, byte);
   int rc;
   do {
     rc = ::fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
@@ -162,12 +168,7 @@ bool SessionTable::owned_here(uint32_t i) const { return owned_[i]; }
 namespace {
 // True when a lock of another open file description covers `byte`.
 bool probe(int fd, off_t byte) {
-  struct flock fl;
-  std::memset(&fl, 0, sizeof(fl));
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
+  struct flock fl = one_byte(F_WRLCK, byte);
   if (::fcntl(fd, F_OFD_GETLK, &fl) != 0) return true;  // can't tell: assume held
   return fl.l_type != F_UNLCK;
 }

@@ -30,6 +30,7 @@
 #include "stoa/env.h"
 #include "util/mutex.h"
 #include "util/scope_exit.h"
+#include "util/scratch_dir.h"
 
 namespace stoa::session {
 namespace {
@@ -39,16 +40,6 @@ constexpr uint64_t kSeed = 0x5eed0001;
 
 class SessionTableTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = std::string(STOA_TEST_TMPDIR) + "/stoa-session-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-    path_ = dir_ + "/stoa.lock";
-  }
-  void TearDown() override {
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-
   std::unique_ptr<SessionTable> open_table() {
     auto t = SessionTable::open_locked(env_, path_);
     EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().to_string());
@@ -95,8 +86,9 @@ class SessionTableTest : public ::testing::Test {
   }
 
   Env* env_ = Env::posix();
-  std::string dir_;
-  std::string path_;
+  util::testing::ScratchDir scratch_{"session"};
+  const std::string dir_ = scratch_.path();
+  const std::string path_ = dir_ + "/stoa.lock";
 };
 
 TEST_F(SessionTableTest, OpenLockedCreatesTheLockFile) {
