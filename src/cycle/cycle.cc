@@ -78,6 +78,20 @@ void CycleManager::retire(Purgatory& p, region::Heap& heap, region::Owner& o, re
   p.objects.fetch_add(1, std::memory_order_relaxed);
 }
 
+void CycleManager::adopt_retired(Purgatory& p, region::Heap& heap, region::Offset body,
+                                 uint64_t bytes) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // as retire
+  uint64_t c = global_->current.load(std::memory_order_relaxed);
+  Purgatory::Bag& bag = p.bags[c % kBags];
+  bag.cycle = c;  // an older bag joins this cycle: freed no earlier than it could be
+  heap.set_link(body, bag.head);
+  bag.head = body;
+  bag.count++;
+  bag.bytes += bytes;
+  p.bytes.fetch_add(bytes, std::memory_order_relaxed);
+  p.objects.fetch_add(1, std::memory_order_relaxed);
+}
+
 uint64_t CycleManager::free_bag(Purgatory& p, uint32_t i, region::Heap& heap, region::Owner& o) {
   Purgatory::Bag& bag = p.bags[i];
   uint64_t n = 0;

@@ -60,6 +60,12 @@ class CycleManager {
   // purgatory at the current cycle. The caller unlinked it before calling.
   void retire(Purgatory& p, region::Heap& heap, region::Owner& o, region::Offset body,
               uint64_t bytes);
+  // The same for a block a reclaimer adopts from a dead session while the
+  // heap walk holds the page lock (Heap::recover's callback): never frees
+  // (retire may free an older bag, which takes the page lock again). A bag
+  // of an older cycle is relabelled to the current one instead: its blocks
+  // are freed later than they could be, never earlier.
+  void adopt_retired(Purgatory& p, region::Heap& heap, region::Offset body, uint64_t bytes);
   // Frees every bag no pin can see (all = true: every bag; only when no
   // other session can hold a pointer). Returns blocks freed.
   uint64_t drain(Purgatory& p, region::Heap& heap, region::Owner& o, bool all = false);

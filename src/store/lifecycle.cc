@@ -115,8 +115,9 @@ void heap_reset_slot(StoreImpl&, session::SessionSlot* sl) {
 Status heap_adopt_dead(StoreImpl& s, const DeadSlot& d, SessionCore& heir) {
   region::Owner o = heir.owner();
   session::SessionSlot* sl = heir.slot_ptr();
+  // Heap::recover calls this with the page lock held: adopt, never free.
   auto to_purgatory = [&](region::Offset body, uint64_t bytes) {
-    s.cycles().retire(cycle::purgatory_of(*sl), s.heap(), o, body, bytes);
+    s.cycles().adopt_retired(cycle::purgatory_of(*sl), s.heap(), body, bytes);
   };
   Status st;
   for (uint32_t g = d.first_gen;; g = (g + 1) & region::kGenMask) {
