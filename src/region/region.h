@@ -91,6 +91,9 @@ class Region {
   // it here; the caller publishes HeapMeta::file_size once the new space is
   // formatted. Errors: kFull (max_size or disk), kIo.
   Status extend(uint64_t new_size);
+  // Fills this process's page tables for [from, to) of both views (a hint;
+  // see region.cc). extend() does it for the space it adds.
+  void prefault(uint64_t from, uint64_t to);
   // Writes the file's dirty pages (through the mapping too) to disk.
   Status sync() { return env_->sync(fd_, path_); }
 
