@@ -69,13 +69,7 @@ void CycleManager::retire(Purgatory& p, region::Heap& heap, region::Owner& o, re
     // Same slot, older cycle: bag.cycle <= c - 3, so no pin can see it.
     free_bag(p, uint32_t(c % kBags), heap, o);
   }
-  bag.cycle = c;
-  heap.set_link(body, bag.head);
-  bag.head = body;
-  bag.count++;
-  bag.bytes += bytes;
-  p.bytes.fetch_add(bytes, std::memory_order_relaxed);
-  p.objects.fetch_add(1, std::memory_order_relaxed);
+  push(p, bag, c, heap, body, bytes);
 }
 
 void CycleManager::adopt_retired(Purgatory& p, region::Heap& heap, region::Offset body,
@@ -83,7 +77,13 @@ void CycleManager::adopt_retired(Purgatory& p, region::Heap& heap, region::Offse
   std::atomic_thread_fence(std::memory_order_seq_cst);  // as retire
   uint64_t c = global_->current.load(std::memory_order_relaxed);
   Purgatory::Bag& bag = p.bags[c % kBags];
-  bag.cycle = c;  // an older bag joins this cycle: freed no earlier than it could be
+  // An older bag joins this cycle: freed no earlier than it could be.
+  push(p, bag, c, heap, body, bytes);
+}
+
+void CycleManager::push(Purgatory& p, Purgatory::Bag& bag, uint64_t cycle, region::Heap& heap,
+                        region::Offset body, uint64_t bytes) {
+  bag.cycle = cycle;
   heap.set_link(body, bag.head);
   bag.head = body;
   bag.count++;

@@ -87,6 +87,9 @@ class CycleManager {
 
  private:
   uint64_t free_bag(Purgatory& p, uint32_t i, region::Heap& heap, region::Owner& o);
+  // Links body into bag, labels the bag with cycle and counts it.
+  static void push(Purgatory& p, Purgatory::Bag& bag, uint64_t cycle, region::Heap& heap,
+                   region::Offset body, uint64_t bytes);
 
   CycleGlobal* global_;
   session::SessionTable* table_;
