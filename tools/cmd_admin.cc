@@ -71,7 +71,10 @@ Json session_json(const SessionInfo& s) {
               {"stalled", s.stalled},
               {"purgatory_bytes", s.purgatory_bytes},
               {"private_bytes", s.allocated_bytes},
-              {"snapshot", s.snapshot}};
+              {"snapshot", s.snapshot},
+              {"snapshot_age_seconds", s.snapshot_age_seconds},
+              {"snapshot_lag_commits", s.snapshot_lag_commits},
+              {"snapshot_expired", s.snapshot_expired}};
 }
 
 Json stats_json(const StoreStats& s) {
@@ -93,6 +96,8 @@ Json stats_json(const StoreStats& s) {
                            {"heap_repaired", s.recovery.heap_repaired},
                            {"heap_rebuilt", s.recovery.heap_rebuilt}}},
          {"keys", s.keys},
+         {"commits", s.commits},
+         {"snapshots_expired", s.snapshots_expired},
          {"last_commit_ts", s.last_commit_ts},
          {"visible_ts", s.visible_ts},
          {"durable_ts", s.durable_ts},
@@ -104,7 +109,10 @@ Json stats_json(const StoreStats& s) {
     j["oldest_snapshot"] = Json{{"slot", o.slot},
                                 {"pid", o.pid},
                                 {"snapshot", o.snapshot},
-                                {"behind", s.visible_ts - std::min(s.visible_ts, o.snapshot)}};
+                                {"behind", s.visible_ts - std::min(s.visible_ts, o.snapshot)},
+                                {"age_seconds", o.snapshot_age_seconds},
+                                {"lag_commits", o.snapshot_lag_commits},
+                                {"lag_bytes", o.snapshot_lag_bytes}};
   } else {
     j["oldest_snapshot"] = nullptr;
   }
@@ -159,11 +167,16 @@ void print_stats(const StoreStats& s) {
   }
   if (s.oldest_snapshot) {
     const SessionInfo& o = *s.oldest_snapshot;
-    fmt::print("oldest snapshot session {} (pid {}) reads ts {}, {} commits behind\n", o.slot,
-               o.pid, o.snapshot, s.visible_ts - std::min(s.visible_ts, o.snapshot));
+    fmt::print(
+        "oldest snapshot session {} (pid {}) reads ts {}: {:.3f} s old, {} commits and {} of log "
+        "behind (what those commits wrote it may hold back from trimming)\n",
+        o.slot, o.pid, o.snapshot, o.snapshot_age_seconds, o.snapshot_lag_commits,
+        human_bytes(o.snapshot_lag_bytes));
   } else {
     fmt::print("oldest snapshot none\n");
   }
+  fmt::print("expired        {} snapshots past max_snapshot_age / max_snapshot_lag\n",
+             s.snapshots_expired);
   if (s.oldest_pin) {
     const SessionInfo& p = *s.oldest_pin;
     fmt::print(

@@ -67,6 +67,19 @@ struct Options {
   bool log_threads = true;
   // A session pinned to one cycle longer than this is reported as stalled.
   std::chrono::milliseconds stall_threshold{1000};
+  // Long readers are bounded (guarantee 2.8 in docs/guarantees.md). A
+  // transaction of this process whose snapshot is older than
+  // max_snapshot_age, or more than max_snapshot_lag commits or
+  // max_snapshot_lag_bytes bytes of log behind the newest one, is expired:
+  // its next call (get, put, del, scan, a cursor step, commit) returns
+  // kTimeout, and the versions and memory it held are released at once, so
+  // a forgotten reader cannot make the file grow without bound. Under a
+  // bound, a View or cursor key stays valid until its transaction ends or
+  // expires, whichever comes first (copy what you keep longer). 0 (the
+  // default): no bound; Views stay valid until the transaction ends.
+  std::chrono::milliseconds max_snapshot_age{0};
+  uint64_t max_snapshot_lag = 0;        // in commits
+  uint64_t max_snapshot_lag_bytes = 0;  // in log bytes committed since the snapshot
   // Fill freed memory with a poison pattern before reuse (catches
   // use-after-free in tests; costs a memset per free).
   bool poison_freed = false;

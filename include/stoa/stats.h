@@ -30,6 +30,17 @@ struct SessionInfo {
   uint64_t allocated_bytes = 0;    // allocated by this session minus freed
   bool has_snapshot = false;       // a transaction of it holds a snapshot
   uint64_t snapshot = 0;           // that snapshot's timestamp, 0 when none
+  // Of that snapshot (0 when none): how long ago it was taken (to a few ms
+  // for a transaction without a bound), how many commits and how many bytes
+  // of log were committed since (the versions they wrote are what it keeps
+  // from trimming, at most).
+  double snapshot_age_seconds = 0;
+  uint64_t snapshot_lag_commits = 0;
+  uint64_t snapshot_lag_bytes = 0;
+  // Its snapshot passed its bound (Options::max_snapshot_age / _lag) and
+  // was released; the transaction's next call returns kTimeout. An expired
+  // snapshot holds nothing back and is not counted in has_snapshot.
+  bool snapshot_expired = false;
 };
 
 // What recovery did, in any process, since the lock file was made: each
@@ -57,8 +68,11 @@ struct StoreStats {
   uint64_t sessions_recovered = 0;  // dead sessions reclaimed since the lock file was made
   RecoveryCounts recovery;          // the recovery branches those reclaims took
   uint64_t keys = 0;                // key records in the index (deleted keys included)
-  uint64_t last_commit_ts = 0;      // last commit timestamp handed out
-  uint64_t visible_ts = 0;          // every commit up to here is installed: new snapshots
+  uint64_t commits = 0;             // commits installed since the data file was made or rebuilt
+  uint64_t snapshots_expired =
+      0;                        // transactions expired by their snapshot bound (lock file's life)
+  uint64_t last_commit_ts = 0;  // last commit timestamp handed out
+  uint64_t visible_ts = 0;      // every commit up to here is installed: new snapshots
   // The log (src/log/log.cc). Timestamps are log positions: a commit's
   // timestamp is the end of its log record.
   uint64_t durable_ts = 0;     // every commit up to here is on disk
@@ -66,8 +80,9 @@ struct StoreStats {
   uint64_t log_bytes = 0;      // log written since that checkpoint
   std::string log_failed;      // empty, or why the log stopped accepting commits
   std::optional<SessionInfo> oldest_pin;
-  // The session holding the oldest transaction snapshot (versions newer
-  // than it cannot be trimmed below it).
+  // The session holding the oldest live (not expired) transaction snapshot
+  // (versions newer than it cannot be trimmed below it), with its age and
+  // lag (SessionInfo::snapshot_*).
   std::optional<SessionInfo> oldest_snapshot;
   std::vector<SessionInfo> sessions;
 };

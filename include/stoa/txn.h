@@ -16,6 +16,9 @@
 //
 // Read-only transactions never abort, never block, and are never blocked.
 //
+// Under a snapshot bound (Options::max_snapshot_age / _lag), a transaction
+// past it gets kTimeout from its next call; it is then unusable like this:
+//
 // After any error other than kNotFound from get(), a transaction is unusable
 // except for abort(); commit() then returns the same error.
 //
@@ -42,7 +45,9 @@ class TxnImpl;
 class CursorImpl;
 }  // namespace internal
 
-// A value, in place in the store. Valid until its transaction ends.
+// A value, in place in the store. Valid until its transaction ends (or,
+// under Options::max_snapshot_age / _lag, expires: copy what you keep past
+// the bound).
 class View {
  public:
   View() = default;

@@ -22,6 +22,12 @@
 // of the fence a reader would otherwise issue after storing its pin (the
 // liburcu "memb" flavour, here across processes).
 //
+// Expiry: a pin word marked kPinExpired (cycle/layout.h) counts as 0 in
+// step 3. Only an expirer's CAS sets it, and only on a word its owner marked
+// expirable by a release store after its last read; the owner's next read
+// of shared memory is preceded by a CAS that finds the mark and stops
+// (txn/expiry.cc). So an expired pin, like 0, guards no read.
+//
 // Death: a dead session's pin is ignored once its slot leaves kLive; until
 // then it holds the cycle back and try_advance names it as a blocker, so the
 // caller probes it and reclaims it (store_impl.cc). A crash in the middle of
@@ -159,7 +165,9 @@ CycleManager::Advance CycleManager::try_advance(bool rate_limited) {
   for (uint32_t i = 0; i < n; i++) {
     session::SessionSlot* s = table_->slot(i);
     if (s->state.load(std::memory_order_acquire) != uint32_t(session::SlotState::kLive)) continue;
-    uint64_t pin = pin_of(*s).cycle.load(std::memory_order_acquire);
+    // An expired pin (txn/expiry.cc) holds nothing: its owner reads no
+    // shared memory before it unpins.
+    uint64_t pin = pinned_cycle(pin_of(*s).cycle.load(std::memory_order_acquire));
     if (pin != 0 && pin != c) a.blockers.push_back(i);
   }
   if (!a.blockers.empty()) {

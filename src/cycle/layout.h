@@ -26,8 +26,25 @@ struct PinWord {
   // (relaxed plus a process-wide barrier issued by the manager through
   // membarrier, or seq_cst where membarrier is unavailable); loaded by the
   // manager with acquire, pairing with the owner's release on unpin.
+  //
+  // Bits (txn/expiry.cc has the protocol): [0, 46) the cycle; [46, 62) a tag
+  // naming one bounded transaction (0 for any other pin); bit 62 kPinExpirable
+  // (set by the owner, release, between the calls of a bounded transaction;
+  // cleared by its CAS at each call's entry); bit 63 kPinExpired (set by an
+  // expirer's CAS, only on an expirable word). An expired pin holds nothing
+  // back: try_advance and the trimmers ignore it, and the owner's next call
+  // finds the bit and reads no shared memory.
   std::atomic<uint64_t> cycle;
 };
+inline constexpr uint32_t kPinTagShift = 46;
+inline constexpr uint64_t kPinCycleMask = (uint64_t{1} << kPinTagShift) - 1;
+inline constexpr uint64_t kPinTagMask = uint64_t{0xffff} << kPinTagShift;
+inline constexpr uint64_t kPinExpirable = uint64_t{1} << 62;
+inline constexpr uint64_t kPinExpired = uint64_t{1} << 63;
+// The cycle a pin word holds back: 0 when unpinned or expired.
+inline uint64_t pinned_cycle(uint64_t word) {
+  return (word & kPinExpired) != 0 ? 0 : word & kPinCycleMask;
+}
 
 struct CycleGlobal {
   // The current cycle, >= 1. Advanced by CAS (acq_rel) by any manager;

@@ -39,10 +39,14 @@ struct IndexHeader {  // the index's root (store/layout.h places it)
   std::atomic<uint32_t> commit_futex;
   std::atomic<uint32_t> waiters;
   std::atomic<uint64_t> records;  // key records created (relaxed: stats)
-  uint64_t reserved[8];
+  // Commits installed since the data file was made or rebuilt (relaxed
+  // increments after install; on the line committers already write): the
+  // clock of Options::max_snapshot_lag (txn/expiry.cc) and of stats.
+  std::atomic<uint64_t> commits;
+  uint64_t reserved[7];
 };
 static_assert(std::is_standard_layout_v<IndexHeader>);
-static_assert(sizeof(IndexHeader) <= 1024);
+static_assert(sizeof(IndexHeader) <= 1024 && offsetof(IndexHeader, commits) == 56);
 
 enum class NodeKind : uint16_t { kLeaf = 1, kInner = 2 };
 

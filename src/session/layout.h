@@ -25,7 +25,7 @@
 //   SessionSlot identity          session      64    64
 //   SessionSlot::purgatory_area   cycle       128   112   (cycle::Purgatory)
 //   SessionSlot::cache            session     240   464   (region::HeapCache)
-//   SessionSlot::txn_area         txn         704    64   (txn::TxnSlot)
+//   SessionSlot::txn_area         txn         704   128   (txn::TxnSlot)
 //   LockHeader::cycle_area        cycle        64   528   (cycle::CycleGlobal)
 #ifndef STOA_SESSION_LAYOUT_H_
 #define STOA_SESSION_LAYOUT_H_
@@ -40,7 +40,7 @@
 namespace stoa::session {
 
 inline constexpr char kLockMagic[8] = {'S', 'T', 'O', 'A', 'L', 'C', 'K', '1'};
-inline constexpr uint32_t kLockFormatVersion = 2;
+inline constexpr uint32_t kLockFormatVersion = 3;  // 3: txn area 128 bytes (snapshot bounds)
 inline constexpr uint64_t kSlotsOffset = 4096;
 inline constexpr uint32_t kRecorderEntries = 64;
 
@@ -51,7 +51,7 @@ inline constexpr off_t kSlotLockBase = off_t{1} << 20;
 // The sizes of the areas owned by higher layers (see the table above).
 inline constexpr size_t kPinAreaBytes = 8;
 inline constexpr size_t kPurgatoryAreaBytes = 112;
-inline constexpr size_t kTxnAreaBytes = 64;
+inline constexpr size_t kTxnAreaBytes = 128;
 inline constexpr size_t kCycleGlobalAreaBytes = 528;
 
 enum class SlotState : uint32_t {
@@ -91,7 +91,7 @@ static_assert(sizeof(SessionSlot) <= 1024);
 static_assert(offsetof(SessionSlot, state) == 64 && offsetof(SessionSlot, pin_area) == 0 &&
               offsetof(SessionSlot, purgatory_area) == 128 && offsetof(SessionSlot, cache) == 240 &&
               offsetof(SessionSlot, txn_area) == 704);
-static_assert(sizeof(SessionSlot) == 768);
+static_assert(sizeof(SessionSlot) == 832);
 static_assert(std::is_standard_layout_v<SessionSlot>);
 inline constexpr uint64_t kSlotStride = 1024;
 
@@ -121,7 +121,9 @@ struct RecoveryCounters {
   std::atomic<uint64_t> nodes_unfrozen;  // frozen index nodes replaced by a helper
   std::atomic<uint64_t> heap_repaired;   // heap lists rebuilt after a holder died
   std::atomic<uint64_t> heap_rebuilt;    // whole-heap rebuilds by a lone opener
-  std::atomic<uint64_t> reserved[2];
+  // Not recovery, but counted the same way (txn/expiry.cc):
+  std::atomic<uint64_t> snapshots_expired;  // transactions ended by their snapshot bound
+  std::atomic<uint64_t> reserved;
 };
 static_assert(sizeof(RecoveryCounters) == 64);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);

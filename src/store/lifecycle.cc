@@ -32,11 +32,24 @@ void txn_stats(StoreImpl& s, StoreStats& out) {
   out.recovery.rolled_forward = rc.rolled_forward.load(std::memory_order_relaxed);
   out.recovery.undone = rc.undone.load(std::memory_order_relaxed);
   out.recovery.nodes_unfrozen = rc.nodes_unfrozen.load(std::memory_order_relaxed);
+  out.commits = ih->commits.load(std::memory_order_relaxed);
+  out.snapshots_expired = rc.snapshots_expired.load(std::memory_order_relaxed);
 }
-void txn_slot_stats(StoreImpl&, const session::SessionSlot* sl, SessionInfo& info) {
-  uint64_t snap = txn::txn_of(*sl).snapshot.load(std::memory_order_acquire);
+void txn_slot_stats(StoreImpl& s, const session::SessionSlot* sl, SessionInfo& info) {
+  const txn::TxnSlot& t = txn::txn_of(*sl);
+  uint64_t snap = t.snapshot.load(std::memory_order_acquire);
   info.snapshot = snap != 0 ? snap - 1 : 0;
-  info.has_snapshot = snap != 0;
+  info.snapshot_expired = snap != 0 && expiry::is_expired(*sl);
+  info.has_snapshot = snap != 0 && !info.snapshot_expired;
+  if (snap == 0) return;
+  const index::IndexHeader* ih = s.txns().header();
+  const uint64_t now = util::mono_ns(), started = t.started_ns.load(std::memory_order_relaxed);
+  const uint64_t commits = ih->commits.load(std::memory_order_relaxed);
+  const uint64_t at = t.snapshot_commits.load(std::memory_order_relaxed);
+  const uint64_t visible = ih->visible_ts.load(std::memory_order_acquire);
+  info.snapshot_age_seconds = started != 0 && now > started ? double(now - started) / 1e9 : 0;
+  info.snapshot_lag_commits = commits > at ? commits - at : 0;
+  info.snapshot_lag_bytes = visible > info.snapshot ? visible - info.snapshot : 0;
 }
 // The index, walked under a pin of a session of our own (so nodes retired by
 // concurrent writers stay readable while we look at them).
@@ -85,7 +98,7 @@ void cycle_slot_stats(StoreImpl& s, const session::SessionSlot* sl, SessionInfo&
   const session::LockHeader* lh = s.table().header();
   const uint64_t current = cycle::global_of(*lh).current.load(std::memory_order_acquire);
   const double threshold = double(s.options().stall_threshold.count()) / 1e3;
-  info.pinned_cycle = cycle::pin_of(*sl).cycle.load(std::memory_order_acquire);
+  info.pinned_cycle = cycle::pinned_cycle(cycle::pin_of(*sl).cycle.load(std::memory_order_acquire));
   if (info.pinned_cycle != 0 && info.pinned_cycle < current &&
       current - info.pinned_cycle < cycle::kCycleRing) {
     // Pinned before the next cycle began: at least this long.

@@ -293,6 +293,10 @@ TxnContext StoreImpl::txn_context() {
   c.table = table_.get();
   c.path = path_;
   c.durability = options_.durability;
+  c.snapshot_bounds.age_ns = uint64_t(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(options_.max_snapshot_age).count());
+  c.snapshot_bounds.lag_commits = options_.max_snapshot_lag;
+  c.snapshot_bounds.lag_bytes = options_.max_snapshot_lag_bytes;
   c.reap_dead_sessions = [this] { (void)reap_dead_sessions(); };
   c.reap_slots = [this](const std::vector<uint32_t>& slots) { reap_slots(slots); };
   c.corruption = [this](SessionCore* core, Error e) { return corruption(core, std::move(e)); };

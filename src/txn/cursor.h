@@ -40,14 +40,31 @@ class CursorImpl {
   const Status& status() const { return status_; }
   std::string_view key() const { return key_; }
   std::string_view value() const { return value_; }
-  // One key on in the cursor's order.
-  void next() { step(order_); }
+  // One key on in the cursor's order. Each move is a call of its
+  // transaction: kTimeout (sticky, like damage) once it expired.
+  void next() {
+    TxnImpl::Call call(t_);
+    if (gate(call)) step(order_);
+  }
   // One key back, against the cursor's order.
-  void prev() { step(order_ == Direction::kForward ? Direction::kBackward : Direction::kForward); }
+  void prev() {
+    TxnImpl::Call call(t_);
+    if (gate(call))
+      step(order_ == Direction::kForward ? Direction::kBackward : Direction::kForward);
+  }
   // The first key at or after `key` in the cursor's order, within its range.
-  void seek(std::string_view key) { position(std::string(key), order_, false); }
+  void seek(std::string_view key) {
+    TxnImpl::Call call(t_);
+    if (gate(call)) position(std::string(key), order_, false);
+  }
 
  private:
+  bool gate(const TxnImpl::Call& call) {
+    if (call.status().ok()) return true;
+    valid_ = false;
+    if (status_.ok()) status_ = call.status();
+    return false;
+  }
   bool forward() const { return dir_ == Direction::kForward; }
   bool in_range(std::string_view k) const {
     if (k < from_) return false;

@@ -9,6 +9,7 @@
 #define STOA_TXN_LAYOUT_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <new>
 #include <type_traits>
@@ -45,8 +46,21 @@ struct alignas(64) TxnSlot {
   // padding record) is written.
   uint64_t log_start;
   uint64_t log_len;
+
+  // Cache line 1: the running transaction's snapshot bounds (txn/expiry.cc).
+  // Written by the owner (relaxed) when it takes its snapshot, before its
+  // release store of the pin word that makes it expirable; read (relaxed) by
+  // expirers and stats after an acquire load of that word. A torn read by an
+  // expirer is harmless: its CAS on the pin word fails if the word changed.
+  std::atomic<uint64_t> started_ns;        // CLOCK_MONOTONIC when the snapshot was taken
+  std::atomic<uint64_t> snapshot_commits;  // RecoveryCounters::commits at that moment
+  std::atomic<uint64_t> deadline_ns;       // started_ns + max_snapshot_age; 0: no age bound
+  std::atomic<uint64_t> max_lag_commits;   // 0: no bound in commits
+  std::atomic<uint64_t> max_lag_bytes;     // 0: no bound in log bytes
+  uint64_t tag_seq;                        // owner only: the pin tag of its next bounded txn
+  uint64_t reserved[2];
 };
-static_assert(sizeof(TxnSlot) == 64);
+static_assert(sizeof(TxnSlot) == 128 && offsetof(TxnSlot, started_ns) == 64);
 static_assert(sizeof(TxnSlot) == session::kTxnAreaBytes && alignof(TxnSlot) == 64 &&
               std::is_standard_layout_v<TxnSlot>);
 
@@ -68,6 +82,11 @@ inline void reset(TxnSlot& t) {
   t.list = 0;
   t.log_start = 0;
   t.log_len = 0;
+  t.started_ns.store(0, std::memory_order_relaxed);
+  t.snapshot_commits.store(0, std::memory_order_relaxed);
+  t.deadline_ns.store(0, std::memory_order_relaxed);
+  t.max_lag_commits.store(0, std::memory_order_relaxed);
+  t.max_lag_bytes.store(0, std::memory_order_relaxed);
   t.list_count.store(0, std::memory_order_release);
 }
 

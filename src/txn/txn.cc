@@ -94,10 +94,63 @@ Status TxnImpl::start() {
     return Error(Code::kInvalidArgument, "a transaction is already active in this session");
   }
   s_->in_txn = true;
+  // A session pinned from outside (Admin::Blocks) keeps that pin: such a
+  // transaction is never expirable.
+  const bool pinned_outside = s_->pinned();
   s_->pin();
   snapshot_ = mgr_->take_snapshot(s_->slot_ptr());
   active_ = true;
+  session::SessionSlot& sl = *s_->slot_ptr();
+  if (ctx_->snapshot_bounds.any() && !pinned_outside) {
+    bounded_ = true;
+    (void)expiry::arm(sl, ctx_->snapshot_bounds, clock());
+    expiry::leave(cycle::pin_of(sl));  // the first call (begin) ends here
+  } else {
+    const index::IndexHeader* h = mgr_->header();
+    expiry::note(sl,
+                 {util::coarse_mono_ns(), h->commits.load(std::memory_order_relaxed), snapshot_});
+  }
   return {};
+}
+
+expiry::Clock TxnImpl::clock() const {
+  const index::IndexHeader* h = mgr_->header();
+  return {util::mono_ns(), h->commits.load(std::memory_order_relaxed),
+          h->visible_ts.load(std::memory_order_acquire)};
+}
+
+Status TxnImpl::enter() {
+  if (!bounded_ || calls_++ > 0) return {};
+  session::SessionSlot& sl = *s_->slot_ptr();
+  if (!expiry::enter(cycle::pin_of(sl))) {
+    calls_ = 0;
+    return expire(false);  // counted by its expirer
+  }
+  if (expiry::over(txn::txn_of(sl), snapshot_, clock())) {
+    calls_ = 0;
+    return expire(true);
+  }
+  return {};
+}
+
+void TxnImpl::leave() {
+  if (!bounded_ || calls_ == 0) return;
+  if (--calls_ == 0 && active_ && !released_) expiry::leave(cycle::pin_of(*s_->slot_ptr()));
+}
+
+Error TxnImpl::expire(bool counted) {
+  if (counted) {
+    ctx_->table->header()->counters.snapshots_expired.fetch_add(1, std::memory_order_relaxed);
+  }
+  // No shared read since the gate: drop both holds now, not at abort().
+  TxnManager::drop_snapshot(s_->slot_ptr());
+  s_->unpin();
+  released_ = true;
+  failed_ = Error(Code::kTimeout,
+                  fmt::format("transaction expired: its snapshot (ts {}) passed "
+                              "max_snapshot_age or max_snapshot_lag; its Views are no longer valid",
+                              snapshot_));
+  return *failed_;
 }
 
 void TxnImpl::end() {
@@ -112,8 +165,13 @@ void TxnImpl::end() {
   undo_.clear();
   for (uint64_t v : superseded_) free_version(v);
   superseded_.clear();
-  TxnManager::drop_snapshot(s_->slot_ptr());
-  s_->unpin();
+  if (!released_) {
+    TxnManager::drop_snapshot(s_->slot_ptr());
+    s_->unpin();
+  }
+  released_ = false;
+  bounded_ = false;
+  calls_ = 0;
   s_->in_txn = false;
   active_ = false;
 }
@@ -155,6 +213,8 @@ Error TxnImpl::fail(Error e) {
 
 Result<std::string_view> TxnImpl::get(std::string_view key) {
   STOA_TRY(usable());
+  Call call(this);
+  STOA_TRY(call.status());
   if (Status st = check_key(key); !st.ok()) return fail(st.error());
   auto it = writes_.find(key);
   if (it != writes_.end()) {
@@ -184,6 +244,8 @@ void TxnImpl::free_version(uint64_t v) {
 
 Status TxnImpl::put(std::string_view key, std::string_view value, bool tombstone) {
   STOA_TRY(usable());
+  Call call(this);
+  STOA_TRY(call.status());
   if (Status st = check_key(key); !st.ok()) return fail(st.error());
   if (opts_.read_only)
     return fail(Error(Code::kInvalidArgument, "write in a read-only transaction"));
@@ -302,6 +364,12 @@ Result<uint64_t> TxnImpl::commit() {
     abort();
     return e;
   }
+  Call call(this);
+  if (!call.status().ok()) {
+    Error e = call.status().error();
+    abort();
+    return e;
+  }
   if (writes_.empty()) {
     uint64_t s = snapshot_;
     end();
@@ -398,6 +466,7 @@ Result<uint64_t> TxnImpl::commit() {
   }
   STOA_CRASH_POINT(kCommitInstalled);
   release_commit(n, true);
+  mgr_->header()->commits.fetch_add(1, std::memory_order_relaxed);
   writes_.clear();  // installed: no longer ours to free
   STOA_CRASH_POINT(kCommitReleased);
   mgr_->notify_commit();
@@ -469,6 +538,8 @@ Error TxnImpl::retry(std::chrono::milliseconds timeout) {
 Result<std::unique_ptr<CursorImpl>> TxnImpl::scan(std::string_view from, std::string_view to,
                                                   ScanOrder order) {
   STOA_TRY(usable());
+  Call call(this);
+  STOA_TRY(call.status());
   if (from.size() > kMaxKeySize || to.size() > kMaxKeySize) {
     return fail(Error(Code::kInvalidArgument, "scan bound longer than the largest key"));
   }

@@ -57,6 +57,27 @@ class TxnImpl {
   bool is_tombstone(uint64_t version) const;
   const std::map<std::string, uint64_t, std::less<>>& writes() const { return writes_; }
 
+  // The gate of a bounded transaction around each call (txn/expiry.cc):
+  // enter() is kTimeout once the snapshot expired (the transaction is then
+  // unusable, its holds released), else opens the call; leave() closes it.
+  // Nestable; no-ops for an unbounded transaction.
+  Status enter();
+  void leave();
+  class Call {
+   public:
+    explicit Call(TxnImpl* t) : t_(t), status_(t->enter()) {}
+    ~Call() {
+      if (status_.ok()) t_->leave();
+    }
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+    const Status& status() const { return status_; }
+
+   private:
+    TxnImpl* t_;
+    Status status_;
+  };
+
  private:
   Status usable() const;
   Error fail(Error e);  // records e: the transaction is unusable but for abort
@@ -67,6 +88,9 @@ class TxnImpl {
   void release_commit(uint64_t locked, bool clear_ts);
   // Frees the versions still ours, drops the snapshot, unpins.
   void end();
+  // Drops the snapshot and the pin of an expired transaction, at once.
+  Error expire(bool counted);
+  expiry::Clock clock() const;
 
   SessionCore* s_;
   TxnManager* mgr_;
@@ -75,7 +99,10 @@ class TxnImpl {
   uint64_t snapshot_ = 0;
   bool active_ = false;
   bool retried_ = false;
-  std::optional<Error> failed_;                          // sticky: only abort() after it
+  bool bounded_ = false;         // expirable between calls (txn/expiry.cc)
+  bool released_ = false;        // expired: snapshot and pin already dropped
+  uint32_t calls_ = 0;           // depth of open calls (bounded only)
+  std::optional<Error> failed_;  // sticky: only abort() after it
   std::map<std::string, uint64_t, std::less<>> writes_;  // key -> kOwned version
   struct Undo {
     std::string key;

@@ -21,6 +21,7 @@
 #include "session/session_table.h"
 #include "stoa/options.h"
 #include "stoa/result.h"
+#include "txn/expiry.h"
 
 namespace stoa::internal {
 
@@ -37,6 +38,9 @@ struct TxnContext {
   LogManager* log = nullptr;
   std::string path;                            // the store directory, for messages
   Durability durability = Durability::kGroup;  // what a commit promises (Options)
+  // Options::max_snapshot_age / _lag / _lag_bytes: this process's
+  // transactions are expired past them (txn/expiry.cc); all 0: never.
+  expiry::Bounds snapshot_bounds;
 
   // Probes every slot held by another process and reclaims the dead.
   std::function<void()> reap_dead_sessions;

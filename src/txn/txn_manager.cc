@@ -16,6 +16,11 @@
 // is at least the threshold a trimmer cuts below, and each record keeps its
 // newest version at or below the threshold.
 //
+// Expiry (expiry.cc). A snapshot whose pin word is expired is left out of
+// the scan: its owner reads nothing more, so the Dekker pair above needs
+// only the snapshots that are not. The trimmer expires those past their
+// bound as it scans.
+//
 // Death. A committer's slot holds its commit record (txn/layout.h). Before
 // the dead session's memory is reclaimed, recover() reads the record: in
 // kInstalling it installs every listed version not yet at its record's head
@@ -138,11 +143,14 @@ uint64_t TxnManager::trim_threshold() {
   session::SessionTable& t = *ctx_.table;
   const uint32_t n =
       std::min(t.slot_count(), t.header()->high_slot.load(std::memory_order_acquire));
+  // Snapshots past their bound are expired here and left out (expiry.cc).
+  std::atomic<uint64_t>* expired = &t.header()->counters.snapshots_expired;
   auto oldest = [&] {
     uint64_t m = h->visible_ts.load(std::memory_order_seq_cst);
+    const expiry::Clock c{now, h->commits.load(std::memory_order_relaxed), m};
     for (uint32_t i = 0; i < n; i++) {
       uint64_t s = txn::txn_of(*t.slot(i)).snapshot.load(std::memory_order_seq_cst);
-      if (s != 0) m = std::min(m, s - 1);
+      if (s != 0 && !expiry::try_expire(*t.slot(i), c, expired)) m = std::min(m, s - 1);
     }
     return m;
   };

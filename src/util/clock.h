@@ -15,6 +15,8 @@ inline uint64_t clock_ns(clockid_t id) {
 }
 // Monotonic: intervals and ages.
 inline uint64_t mono_ns() { return clock_ns(CLOCK_MONOTONIC); }
+// The same clock, as coarse (a few ms) and cheap as coarse_real_ns.
+inline uint64_t coarse_mono_ns() { return clock_ns(CLOCK_MONOTONIC_COARSE); }
 // Wall clock, millisecond-coarse and cheap: flight-recorder stamps.
 inline uint64_t coarse_real_ns() { return clock_ns(CLOCK_REALTIME_COARSE); }
 inline uint64_t real_ns() { return clock_ns(CLOCK_REALTIME); }
