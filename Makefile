@@ -13,7 +13,7 @@ CTEST = ctest --output-on-failure -j$(TEST_JOBS) --timeout 600
 NOASLR := $(shell [ "$$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 0)" -gt 28 ] \
             && setarch $$(uname -m) -R true 2>/dev/null && echo "setarch $$(uname -m) -R")
 
-.PHONY: all deps build run test test-asan test-tsan bench fuzz format format-check install-test clean
+.PHONY: all deps build run test test-asan test-tsan bench bench-sweep fuzz format format-check install-test clean
 
 all: build
 
@@ -51,6 +51,22 @@ test-tsan: deps
 
 bench: build
 	build/bench/stoa-bench --quick
+
+# Both sweeps at 1..SWEEP_MAX processes (default: the CPUs online), JSON and,
+# where gnuplot is installed (optional: gnuplot-nox), an SVG each, in
+# SWEEP_OUT. SWEEP_ARGS adds stoa-bench options (e.g. --seconds 1 --trials 9).
+SWEEP_MAX ?= $(shell nproc 2>/dev/null || echo 1)
+SWEEP_OUT ?= build/bench-sweep
+SWEEP_ARGS ?=
+bench-sweep: build
+	@mkdir -p $(SWEEP_OUT)
+	@for kind in readers writers; do \
+	  build/bench/stoa-bench --sweep $$kind --max $(SWEEP_MAX) $(SWEEP_ARGS) \
+	    --json $(SWEEP_OUT)/sweep-$$kind.json || exit $$?; \
+	  if command -v gnuplot >/dev/null 2>&1; then \
+	    bench/plot_sweep.py $(SWEEP_OUT)/sweep-$$kind.json || exit $$?; \
+	  else echo "bench-sweep: no gnuplot (apt-get install gnuplot-nox): no SVG"; fi; \
+	done
 
 fuzz: deps
 	$(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \

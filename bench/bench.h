@@ -17,6 +17,12 @@
 // STOA_BENCH_CHILD and starts it with spawn_child(); the child runs
 // `stoa-bench --child NAME ARGS...` (a fresh exec, not a bare fork).
 //
+// Sweep mode (`stoa-bench --sweep KIND`) runs one workload registered with
+// STOA_BENCH_SWEEP at 1..N processes instead of the workloads, Stoa beside
+// its anchor at every step, and prints one line per step:
+//
+//   sweep <kind> n=<procs>: stoa <rate> Mops/s <anchor> <rate> Mops/s compare: <ratio>x ...
+//
 // Thread safety: the Reporter is used from the thread that runs the
 // workload only.
 #ifndef STOA_BENCH_BENCH_H_
@@ -49,6 +55,15 @@ struct Stats {
 };
 Stats summarize(std::vector<double> values);
 
+// One step of a sweep: both sides at `procs` processes. Rates are the
+// median (min, max) of the trials; CPU time per op is the median over the
+// trials of the workers' user+system time per op in the timed part.
+struct SweepStep {
+  int procs = 0;
+  Stats stoa, anchor;  // ops/s, summed over the processes
+  double stoa_cpu_us = 0, anchor_cpu_us = 0;
+};
+
 class Reporter {
  public:
   // Starts a workload's block of output.
@@ -69,6 +84,14 @@ class Reporter {
   // Higher is better (ops/s): ratio = stoa / anchor.
   void compare_rate(const std::string& workload, const Stats& stoa, const std::string& anchor,
                     const Stats& anchor_stats, const std::string& unit = "ops/s");
+
+  // Starts a sweep (at most one per run): `kind` is its --sweep name,
+  // `workload` what each step runs, `unit` the rates' unit (e.g. reads/s).
+  void sweep_begin(const std::string& kind, const std::string& workload,
+                   const std::string& description, const std::string& anchor,
+                   const std::string& unit);
+  // Prints the step's line and records it.
+  void sweep_step(const SweepStep& step);
 
   // A failed correctness check (e.g. a reader saw a freed block): printed as
   // "ERROR: ...", recorded, and stoa-bench exits non-zero at the end.
@@ -94,7 +117,12 @@ class Reporter {
   struct Section {
     std::string workload, description;
   };
+  struct Sweep {
+    std::string kind, workload, description, anchor, unit;
+    std::vector<SweepStep> steps;
+  };
   std::vector<Section> sections_;
+  Sweep sweep_;  // kind is empty unless sweep_begin was called
   std::vector<Figure> figures_;
   std::vector<Note> notes_;
   std::vector<Compare> compares_;
@@ -103,6 +131,8 @@ class Reporter {
 
 using BenchFn = void (*)(const Config&, Reporter&);
 using ChildFn = int (*)(const std::vector<std::string>& args);
+// A sweep: steps at 1..max_procs processes, each reported with sweep_step.
+using SweepFn = void (*)(const Config&, int max_procs, Reporter&);
 
 struct BenchEntry {
   const char* name;
@@ -113,8 +143,14 @@ struct ChildEntry {
   const char* name;
   ChildFn fn;
 };
+struct SweepEntry {
+  const char* name;
+  const char* description;
+  SweepFn fn;
+};
 std::vector<BenchEntry>& bench_registry();
 std::vector<ChildEntry>& child_registry();
+std::vector<SweepEntry>& sweep_registry();
 
 struct BenchRegistration {
   BenchRegistration(const char* name, const char* description, BenchFn fn) {
@@ -123,6 +159,11 @@ struct BenchRegistration {
 };
 struct ChildRegistration {
   ChildRegistration(const char* name, ChildFn fn) { child_registry().push_back({name, fn}); }
+};
+struct SweepRegistration {
+  SweepRegistration(const char* name, const char* description, SweepFn fn) {
+    sweep_registry().push_back({name, description, fn});
+  }
 };
 
 #define STOA_BENCH_CONCAT_INNER_(a, b) a##b
@@ -134,6 +175,10 @@ struct ChildRegistration {
 // STOA_BENCH_CHILD("name", fn): an entry point for `stoa-bench --child name ...`.
 #define STOA_BENCH_CHILD(name, fn) \
   static ::stoa_bench::ChildRegistration STOA_BENCH_CONCAT_(stoa_bench_child_, __LINE__)(name, fn)
+// STOA_BENCH_SWEEP("name", "what it sweeps", fn): `stoa-bench --sweep name`.
+#define STOA_BENCH_SWEEP(name, description, fn)                                           \
+  static ::stoa_bench::SweepRegistration STOA_BENCH_CONCAT_(stoa_bench_sweep_, __LINE__)( \
+      name, description, fn)
 
 // --- timing helpers --------------------------------------------------------
 using Clock = std::chrono::steady_clock;

@@ -32,6 +32,10 @@ std::vector<ChildEntry>& child_registry() {
   static std::vector<ChildEntry> r;
   return r;
 }
+std::vector<SweepEntry>& sweep_registry() {
+  static std::vector<SweepEntry> r;
+  return r;
+}
 
 Stats summarize(std::vector<double> values) {
   Stats s;
@@ -112,6 +116,36 @@ void Reporter::compare_rate(const std::string& workload, const Stats& stoa,
   compare(workload, anchor, anchor_stats.median > 0 ? stoa.median / anchor_stats.median : 0);
 }
 
+void Reporter::sweep_begin(const std::string& kind, const std::string& workload,
+                           const std::string& description, const std::string& anchor,
+                           const std::string& unit) {
+  sweep_ = Sweep{kind, workload, description, anchor, unit, {}};
+  std::printf("\n== sweep %s (%s): %s\n", kind.c_str(), workload.c_str(), description.c_str());
+  std::fflush(stdout);
+}
+
+void Reporter::sweep_step(const SweepStep& step) {
+  sweep_.steps.push_back(step);
+  double ratio = step.anchor.median > 0 ? step.stoa.median / step.anchor.median : 0;
+  std::printf(
+      "sweep %s n=%d: stoa %.3g Mops/s %s %.3g Mops/s compare: %.2fx"
+      " (cpu/op: stoa %s us, %s %s us; %zu trials)\n",
+      sweep_.kind.c_str(), step.procs, step.stoa.median / 1e6, sweep_.anchor.c_str(),
+      step.anchor.median / 1e6, ratio, fmt_num(step.stoa_cpu_us).c_str(), sweep_.anchor.c_str(),
+      fmt_num(step.anchor_cpu_us).c_str(), step.stoa.trials.size());
+  std::fflush(stdout);
+}
+
+namespace {
+nlohmann::json sweep_side_json(const Stats& s, double cpu_us) {
+  return {{"median", s.median},
+          {"min", s.min},
+          {"max", s.max},
+          {"trials", s.trials},
+          {"cpu_us_per_op", cpu_us}};
+}
+}  // namespace
+
 bool Reporter::write_json(const std::string& path, const Config& cfg) const {
   using nlohmann::json;
   json j;
@@ -147,6 +181,24 @@ bool Reporter::write_json(const std::string& path, const Config& cfg) const {
     ws.push_back(std::move(w));
   }
   j["workloads"] = std::move(ws);
+  if (!sweep_.kind.empty()) {
+    json steps = json::array();
+    for (const SweepStep& st : sweep_.steps) {
+      steps.push_back(
+          {{"procs", st.procs},
+           {"stoa", sweep_side_json(st.stoa, st.stoa_cpu_us)},
+           {sweep_.anchor, sweep_side_json(st.anchor, st.anchor_cpu_us)},
+           // Higher is better for Stoa in both: rate ratio, CPU-per-op ratio.
+           {"ratio", st.anchor.median > 0 ? st.stoa.median / st.anchor.median : 0.0},
+           {"cpu_ratio", st.stoa_cpu_us > 0 ? st.anchor_cpu_us / st.stoa_cpu_us : 0.0}});
+    }
+    j["sweep"] = {{"kind", sweep_.kind},
+                  {"workload", sweep_.workload},
+                  {"description", sweep_.description},
+                  {"anchor", sweep_.anchor},
+                  {"unit", sweep_.unit},
+                  {"steps", std::move(steps)}};
+  }
   j["errors"] = errors_;
   std::ofstream out(path);
   out << j.dump(2) << "\n";
@@ -304,30 +356,62 @@ int main(int argc, char** argv) {
   install_signal_cleanup();
   CLI::App app{"stoa-bench: Stoa side by side with its anchors, in one run"};
   Config cfg;
-  std::string json_path, filter;
+  std::string json_path, filter, sweep;
   bool list = false;
   int trials = 0;
+  int max_procs = int(sysconf(_SC_NPROCESSORS_ONLN));
   double seconds = 0;
+  std::vector<std::string> sweep_names;
+  for (const SweepEntry& s : sweep_registry()) sweep_names.push_back(s.name);
   app.add_flag("--quick", cfg.quick, "Short trials (the whole run takes seconds)");
   app.add_option("--json", json_path, "Also write the results to this file as JSON");
   app.add_option("--filter", filter, "Run only workloads whose name contains this");
   app.add_option("--trials", trials,
-                 "Trials per figure (median reported); default 5, 9 without --quick")
+                 "Trials per figure (median reported); default 5, 9 without --quick "
+                 "(--sweep: 3 with --quick, 5 without)")
       ->check(CLI::Range(1, 1000));
   app.add_option("--seconds", seconds,
-                 "Target seconds per timed trial; default 0.25, 1 without --quick")
+                 "Target seconds per timed trial; default 0.25, 1 without --quick "
+                 "(--sweep: 0.25 with --quick, 0.5 without)")
       ->check(CLI::Range(0.001, 600.0));
   app.add_option("--tmpdir", cfg.tmpdir, "Where scratch stores are created (default /tmp)");
-  app.add_flag("--list", list, "List the workloads and exit");
+  app.add_flag("--list", list, "List the workloads and sweeps and exit");
+  auto* sweep_opt =
+      app.add_option("--sweep", sweep,
+                     "Instead of the workloads, run one at 1..--max processes beside its anchor")
+          ->check(CLI::IsMember(sweep_names));
+  app.add_option("--max", max_procs, "Most processes a --sweep runs (default: the CPUs online)")
+      ->check(CLI::Range(1, 1024))
+      ->needs(sweep_opt);
+  app.get_option("--filter")->excludes(sweep_opt);
   CLI11_PARSE(app, argc, argv);
-
-  cfg.trials = trials > 0 ? trials : (cfg.quick ? 5 : 9);
-  cfg.trial_seconds = seconds > 0 ? seconds : (cfg.quick ? 0.25 : 1.0);
 
   if (list) {
     for (const BenchEntry& b : bench_registry()) std::printf("%-28s %s\n", b.name, b.description);
+    for (const SweepEntry& s : sweep_registry())
+      std::printf("--sweep %-20s %s\n", s.name, s.description);
     return 0;
   }
+
+  if (!sweep.empty()) {
+    cfg.trials = trials > 0 ? trials : (cfg.quick ? 3 : 5);
+    cfg.trial_seconds = seconds > 0 ? seconds : (cfg.quick ? 0.25 : 0.5);
+    std::printf(
+        "stoa-bench: sweep %s, n = 1..%d processes, %d trials per step (median), "
+        "~%.2g s per trial, %ld CPUs\n",
+        sweep.c_str(), max_procs, cfg.trials, cfg.trial_seconds, sysconf(_SC_NPROCESSORS_ONLN));
+    Reporter rep;
+    for (const SweepEntry& s : sweep_registry())
+      if (s.name == sweep) s.fn(cfg, max_procs, rep);
+    if (!json_path.empty() && !rep.write_json(json_path, cfg)) {
+      std::fprintf(stderr, "stoa-bench: cannot write %s\n", json_path.c_str());
+      return 1;
+    }
+    return rep.failed() ? 1 : 0;
+  }
+
+  cfg.trials = trials > 0 ? trials : (cfg.quick ? 5 : 9);
+  cfg.trial_seconds = seconds > 0 ? seconds : (cfg.quick ? 0.25 : 1.0);
 
   std::printf("stoa-bench: %s, %d trials per figure (median), ~%.2g s per trial, %ld CPUs\n",
               cfg.quick ? "quick" : "full", cfg.trials, cfg.trial_seconds,

@@ -13,6 +13,10 @@
 //   index-put-txn-2p       one-put transactions from 2 processes on disjoint
 //                          keys; commits/s summed
 //
+// Sweeps (`stoa-bench --sweep readers|writers --max N`): the point-read and
+// one-put-transaction workloads of the -Np forms at 1..N processes, each
+// step measured like those (measure_multi).
+//
 // The data set: key i (of kKeys) is the 16 lower-case hex digits of
 // splitmix64(i), so the keys are unique, 16 B, and lexicographic order is
 // the numeric order of the hashes; the value is 100 B: the key itself
@@ -606,11 +610,15 @@ MultiTrial multi_trial(Fixture& f, const std::string& side, const std::string& m
   return m;
 }
 
-void multi_bench(const Config& cfg, Reporter& rep, const std::string& name, const std::string& desc,
-                 const std::string& mode, int procs, const std::string& unit) {
-  rep.section(name, desc);
-  Fixture& f = loaded(cfg);
-  uint64_t sbad = 0, lbad = 0;
+// Both sides at `procs` worker processes, cfg.trials trials each.
+struct MultiResult {
+  Stats stoa, lmdb;                         // rates, summed over the workers
+  double stoa_cpu_us = 0, lmdb_cpu_us = 0;  // median CPU time per op
+  uint64_t stoa_bad = 0, lmdb_bad = 0;
+};
+
+MultiResult measure_multi(const Config& cfg, Fixture& f, const std::string& mode, int procs) {
+  MultiResult m;
   // No warm-up trial here: every worker warms up before it says "ready".
   // The sides alternate trial by trial, so a slow spell hits both.
   std::vector<double> sr, lr, scpu, lcpu;
@@ -622,16 +630,28 @@ void multi_bench(const Config& cfg, Reporter& rep, const std::string& name, cons
     lr.push_back(b.rate);
     scpu.push_back(a.cpu_us);
     lcpu.push_back(b.cpu_us);
-    sbad += a.bad;
-    lbad += b.bad;
+    m.stoa_bad += a.bad;
+    m.lmdb_bad += b.bad;
   }
-  check_bad(rep, name, "stoa", sbad);
-  check_bad(rep, name, "lmdb", lbad);
+  m.stoa = summarize(sr);
+  m.lmdb = summarize(lr);
+  m.stoa_cpu_us = summarize(scpu).median;
+  m.lmdb_cpu_us = summarize(lcpu).median;
+  return m;
+}
+
+void multi_bench(const Config& cfg, Reporter& rep, const std::string& name, const std::string& desc,
+                 const std::string& mode, int procs, const std::string& unit) {
+  rep.section(name, desc);
+  Fixture& f = loaded(cfg);
+  MultiResult m = measure_multi(cfg, f, mode, procs);
+  check_bad(rep, name, "stoa", m.stoa_bad);
+  check_bad(rep, name, "lmdb", m.lmdb_bad);
   // CPU time per op (getrusage of the workers over the timed part): less
   // sensitive than the rates to other load on a shared machine.
-  rep.note(name, "stoa cpu-per-op", summarize(scpu).median, "us");
-  rep.note(name, "lmdb cpu-per-op", summarize(lcpu).median, "us");
-  rep.compare_rate(name, summarize(sr), "lmdb", summarize(lr), unit);
+  rep.note(name, "stoa cpu-per-op", m.stoa_cpu_us, "us");
+  rep.note(name, "lmdb cpu-per-op", m.lmdb_cpu_us, "us");
+  rep.compare_rate(name, m.stoa, "lmdb", m.lmdb, unit);
 }
 
 void point_read_2p(const Config& cfg, Reporter& rep) {
@@ -657,6 +677,39 @@ void put_txn_2p(const Config& cfg, Reporter& rep) {
               "put", 2, "commits/s");
 }
 
+// --- sweeps (`stoa-bench --sweep readers|writers`) ----------------------------
+
+// The multi-process workload at 1..max_procs processes, each step measured
+// exactly as index-point-read-2p / index-put-txn-Np measure theirs.
+void sweep(const Config& cfg, Reporter& rep, const std::string& kind, const std::string& workload,
+           const std::string& desc, const std::string& mode, int max_procs,
+           const std::string& unit) {
+  Fixture& f = loaded(cfg);
+  rep.sweep_begin(kind, workload, desc, "lmdb", unit);
+  for (int n = 1; n <= max_procs; n++) {
+    MultiResult m = measure_multi(cfg, f, mode, n);
+    const std::string step = "sweep-" + kind + "-" + std::to_string(n) + "p";
+    check_bad(rep, step, "stoa", m.stoa_bad);
+    check_bad(rep, step, "lmdb", m.lmdb_bad);
+    rep.sweep_step({n, m.stoa, m.lmdb, m.stoa_cpu_us, m.lmdb_cpu_us});
+  }
+}
+
+void sweep_readers(const Config& cfg, int max_procs, Reporter& rep) {
+  sweep(cfg, rep, "readers", "index-point-read-Np",
+        "random point reads of the 1M keys from N processes at once, each opening the "
+        "store/env itself and holding one read-only txn; reads/s summed",
+        "get", max_procs, "reads/s");
+}
+
+void sweep_writers(const Config& cfg, int max_procs, Reporter& rep) {
+  sweep(cfg, rep, "writers", "index-put-txn-Np",
+        "one-put transactions from N processes at once on disjoint keys (index modulo N), "
+        "each opening the store/env itself; Stoa Durability::kNone, LMDB MDB_NOSYNC; "
+        "commits/s summed",
+        "put", max_procs, "commits/s");
+}
+
 }  // namespace
 
 STOA_BENCH("index-bulk-load", "sorted bulk load of 1M keys, 10k puts per txn: Stoa vs LMDB",
@@ -669,5 +722,10 @@ STOA_BENCH("index-put-txn-1p", "one-put transactions, 1 process: Stoa vs LMDB MD
 STOA_BENCH("index-put-txn-2p",
            "one-put transactions, 2 processes, disjoint keys: Stoa vs LMDB MDB_NOSYNC", put_txn_2p);
 STOA_BENCH_CHILD("index-worker", index_worker);
+STOA_BENCH_SWEEP("readers", "random point reads from 1..N processes: Stoa vs LMDB", sweep_readers);
+STOA_BENCH_SWEEP("writers",
+                 "one-put transactions from 1..N processes, disjoint keys: Stoa vs LMDB "
+                 "MDB_NOSYNC",
+                 sweep_writers);
 
 }  // namespace stoa_bench
