@@ -62,6 +62,8 @@ struct SweepStep {
   int procs = 0;
   Stats stoa, anchor;  // ops/s, summed over the processes
   double stoa_cpu_us = 0, anchor_cpu_us = 0;
+  // Stoa's median rate over the anchor's (above 1: Stoa is better).
+  double ratio() const { return anchor.median > 0 ? stoa.median / anchor.median : 0; }
 };
 
 class Reporter {

@@ -126,13 +126,12 @@ void Reporter::sweep_begin(const std::string& kind, const std::string& workload,
 
 void Reporter::sweep_step(const SweepStep& step) {
   sweep_.steps.push_back(step);
-  double ratio = step.anchor.median > 0 ? step.stoa.median / step.anchor.median : 0;
   std::printf(
       "sweep %s n=%d: stoa %.3g Mops/s %s %.3g Mops/s compare: %.2fx"
       " (cpu/op: stoa %s us, %s %s us; %zu trials)\n",
       sweep_.kind.c_str(), step.procs, step.stoa.median / 1e6, sweep_.anchor.c_str(),
-      step.anchor.median / 1e6, ratio, fmt_num(step.stoa_cpu_us).c_str(), sweep_.anchor.c_str(),
-      fmt_num(step.anchor_cpu_us).c_str(), step.stoa.trials.size());
+      step.anchor.median / 1e6, step.ratio(), fmt_num(step.stoa_cpu_us).c_str(),
+      sweep_.anchor.c_str(), fmt_num(step.anchor_cpu_us).c_str(), step.stoa.trials.size());
   std::fflush(stdout);
 }
 
@@ -189,7 +188,7 @@ bool Reporter::write_json(const std::string& path, const Config& cfg) const {
            {"stoa", sweep_side_json(st.stoa, st.stoa_cpu_us)},
            {sweep_.anchor, sweep_side_json(st.anchor, st.anchor_cpu_us)},
            // Higher is better for Stoa in both: rate ratio, CPU-per-op ratio.
-           {"ratio", st.anchor.median > 0 ? st.stoa.median / st.anchor.median : 0.0},
+           {"ratio", st.ratio()},
            {"cpu_ratio", st.stoa_cpu_us > 0 ? st.anchor_cpu_us / st.stoa_cpu_us : 0.0}});
     }
     j["sweep"] = {{"kind", sweep_.kind},

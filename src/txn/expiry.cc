@@ -64,24 +64,22 @@ namespace stoa::internal::expiry {
 
 namespace {
 cycle::PinWord& word_of(session::SessionSlot& sl) { return cycle::pin_of(sl); }
-}  // namespace
 
-void note(session::SessionSlot& sl, const Clock& c) {
-  txn::TxnSlot& t = txn::txn_of(sl);
-  t.started_ns.store(c.now_ns, std::memory_order_relaxed);
-  t.snapshot_commits.store(c.commits, std::memory_order_relaxed);
-  t.deadline_ns.store(0, std::memory_order_relaxed);
-  t.max_lag_commits.store(0, std::memory_order_relaxed);
-  t.max_lag_bytes.store(0, std::memory_order_relaxed);
-}
-
-uint64_t arm(session::SessionSlot& sl, const Bounds& b, const Clock& c) {
-  txn::TxnSlot& t = txn::txn_of(sl);
+// The snapshot's start and its bounds (all 0 for none), in the slot.
+void stamp(txn::TxnSlot& t, const Bounds& b, const Clock& c) {
   t.started_ns.store(c.now_ns, std::memory_order_relaxed);
   t.snapshot_commits.store(c.commits, std::memory_order_relaxed);
   t.deadline_ns.store(b.age_ns != 0 ? c.now_ns + b.age_ns : 0, std::memory_order_relaxed);
   t.max_lag_commits.store(b.lag_commits, std::memory_order_relaxed);
   t.max_lag_bytes.store(b.lag_bytes, std::memory_order_relaxed);
+}
+}  // namespace
+
+void note(session::SessionSlot& sl, const Clock& c) { stamp(txn::txn_of(sl), Bounds{}, c); }
+
+uint64_t arm(session::SessionSlot& sl, const Bounds& b, const Clock& c) {
+  txn::TxnSlot& t = txn::txn_of(sl);
+  stamp(t, b, c);
   uint64_t tag = ++t.tag_seq & 0xffff;
   if (tag == 0) tag = ++t.tag_seq & 0xffff;  // 0 names untagged pins
   cycle::PinWord& w = word_of(sl);

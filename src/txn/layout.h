@@ -53,7 +53,7 @@ struct alignas(64) TxnSlot {
   // expirers and stats after an acquire load of that word. A torn read by an
   // expirer is harmless: its CAS on the pin word fails if the word changed.
   std::atomic<uint64_t> started_ns;        // CLOCK_MONOTONIC when the snapshot was taken
-  std::atomic<uint64_t> snapshot_commits;  // RecoveryCounters::commits at that moment
+  std::atomic<uint64_t> snapshot_commits;  // IndexHeader::commits at that moment
   std::atomic<uint64_t> deadline_ns;       // started_ns + max_snapshot_age; 0: no age bound
   std::atomic<uint64_t> max_lag_commits;   // 0: no bound in commits
   std::atomic<uint64_t> max_lag_bytes;     // 0: no bound in log bytes

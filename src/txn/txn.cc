@@ -143,14 +143,19 @@ Error TxnImpl::expire(bool counted) {
     ctx_->table->header()->counters.snapshots_expired.fetch_add(1, std::memory_order_relaxed);
   }
   // No shared read since the gate: drop both holds now, not at abort().
-  TxnManager::drop_snapshot(s_->slot_ptr());
-  s_->unpin();
-  released_ = true;
+  release_holds();
   failed_ = Error(Code::kTimeout,
                   fmt::format("transaction expired: its snapshot (ts {}) passed "
                               "max_snapshot_age or max_snapshot_lag; its Views are no longer valid",
                               snapshot_));
   return *failed_;
+}
+
+void TxnImpl::release_holds() {
+  if (released_) return;
+  TxnManager::drop_snapshot(s_->slot_ptr());
+  s_->unpin();
+  released_ = true;
 }
 
 void TxnImpl::end() {
@@ -165,10 +170,7 @@ void TxnImpl::end() {
   undo_.clear();
   for (uint64_t v : superseded_) free_version(v);
   superseded_.clear();
-  if (!released_) {
-    TxnManager::drop_snapshot(s_->slot_ptr());
-    s_->unpin();
-  }
+  release_holds();
   released_ = false;
   bounded_ = false;
   calls_ = 0;

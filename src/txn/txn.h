@@ -90,6 +90,8 @@ class TxnImpl {
   void end();
   // Drops the snapshot and the pin of an expired transaction, at once.
   Error expire(bool counted);
+  // Drops the snapshot and unpins, once per transaction (expiry or end).
+  void release_holds();
   expiry::Clock clock() const;
 
   SessionCore* s_;
