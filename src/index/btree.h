@@ -13,6 +13,7 @@
 #define STOA_INDEX_BTREE_H_
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -114,6 +115,8 @@ class Btree {
     const Node* checked(Offset off);
     // Takes the record at the top leaf's index, checking it and the order.
     void land();
+    // Prefetches records and versions a few entries ahead of `idx` in leaf `n`.
+    void prefetch(const Node* n, int idx) const;
     void fail(Offset node, std::string_view what);
     const Btree* t_;
     std::vector<Level> stack_;
@@ -122,12 +125,19 @@ class Btree {
     bool have_key_ = false;
     Offset rec_ = 0;
     std::string_view key_;
+    uint64_t key_prefix_ = 0;  // prefix_of(key_)
     Status status_;
   };
 
   // Compares `key` with the key of a record, given its prefix word.
   int compare(std::string_view key, uint64_t key_prefix, uint64_t rec_prefix, Offset rec) const;
-  static uint64_t prefix_of(std::string_view key);
+  // The first 8 bytes of `key`, big-endian and zero padded: integer order
+  // is byte order, so unequal prefixes order two keys without a memcmp.
+  static uint64_t prefix_of(std::string_view key) {
+    uint64_t p = 0;
+    std::memcpy(&p, key.data(), key.size() >= 8 ? 8 : key.size());
+    return __builtin_bswap64(p);
+  }
 
  private:
   struct Step {

@@ -65,9 +65,10 @@ class TxnImpl {
   void leave();
   class Call {
    public:
-    explicit Call(TxnImpl* t) : t_(t), status_(t->enter()) {}
+    // Inline: an unbounded transaction (the default) pays one branch.
+    explicit Call(TxnImpl* t) : t_(t), status_(t->bounded_ ? t->enter() : Status()) {}
     ~Call() {
-      if (status_.ok()) t_->leave();
+      if (t_->bounded_ && status_.ok()) t_->leave();
     }
     Call(const Call&) = delete;
     Call& operator=(const Call&) = delete;
