@@ -22,8 +22,8 @@
 
 #include <fmt/format.h>
 
-#include "index/layout.h"
 #include "api/access.h"
+#include "index/layout.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 
