@@ -585,7 +585,7 @@ void Btree::Iter::prefetch(const Node* n, int idx) const {
   if (v < 0 || v >= n->count) return;
   const uint64_t m = t_->region_->mapped();
   const Offset o = n->ptr[v].load(std::memory_order_relaxed);
-  if (o > m - sizeof(KeyRecord)) return;
+  if (o % 8 != 0 || o > m - sizeof(KeyRecord)) return;  // what reach() asks, less mapping
   const Offset h =
       reinterpret_cast<const KeyRecord*>(t_->region_->ro(o))->head.load(std::memory_order_relaxed);
   if (h < m) __builtin_prefetch(t_->region_->ro(h));
