@@ -134,9 +134,11 @@ int drain(Cursor& c, Status* st) {
   return n;
 }
 
-TEST_P(IterCorrupt, ScanReportsTheDamagedNode) {
-  const uint64_t off = damage(GetParam());
-  auto s = store_->session();
+// Scans the whole store forward, then backward, in a new read-only
+// transaction, and hands each direction's cursor, final status and key
+// count to `check`.
+void scan_both_ways(Store& store, const std::function<void(Cursor&, const Status&, int)>& check) {
+  auto s = store.session();
   ASSERT_TRUE(s.ok());
   auto t = s->begin(TxnOptions{.read_only = true});
   ASSERT_TRUE(t.ok());
@@ -145,18 +147,29 @@ TEST_P(IterCorrupt, ScanReportsTheDamagedNode) {
     ASSERT_TRUE(c.ok()) << err(c);  // the first key lies before the damage
     Status st;
     const int n = drain(*c, &st);
+    check(*c, st, n);
+  }
+}
+
+TEST_P(IterCorrupt, ScanReportsTheDamagedNode) {
+  const uint64_t off = damage(GetParam());
+  scan_both_ways(*store_, [&](Cursor& c, const Status& st, int n) {
     EXPECT_GT(n, 0);
     EXPECT_LT(n, kKeys);
     ASSERT_FALSE(st.ok()) << "a scan over a damaged node ended after " << n << " keys, ok";
     EXPECT_EQ(st.code(), Code::kCorrupt) << err(st);
     EXPECT_TRUE(names(st.error(), off)) << err(st);
-    EXPECT_FALSE(c->valid());
-    EXPECT_EQ(c->status().code(), Code::kCorrupt);
+    EXPECT_FALSE(c.valid());
+    EXPECT_EQ(c.status().code(), Code::kCorrupt);
     // The error is sticky: a seek back to the start does not clear it.
-    EXPECT_EQ(c->seek("").code(), Code::kCorrupt);
-    EXPECT_FALSE(c->valid());
-  }
+    EXPECT_EQ(c.seek("").code(), Code::kCorrupt);
+    EXPECT_FALSE(c.valid());
+  });
   // A seek from a sound position into the damaged part.
+  auto s = store_->session();
+  ASSERT_TRUE(s.ok());
+  auto t = s->begin(TxnOptions{.read_only = true});
+  ASSERT_TRUE(t.ok());
   auto c = t->scan("", "");
   ASSERT_TRUE(c.ok()) << err(c);
   ASSERT_TRUE(c->valid());
@@ -192,20 +205,12 @@ TEST_P(IterCorrupt, ScanReportsKeysOutOfOrder) {
     std::function<void()> fn;
     ~Undo() { fn(); }
   } undo{swap};
-  auto s = store_->session();
-  ASSERT_TRUE(s.ok());
-  auto t = s->begin(TxnOptions{.read_only = true});
-  ASSERT_TRUE(t.ok());
-  for (bool rev : {false, true}) {
-    auto c = t->scan("", "", rev ? ScanOrder::kReverse : ScanOrder::kForward);
-    ASSERT_TRUE(c.ok()) << err(c);
-    Status st;
-    const int n_keys = drain(*c, &st);
+  scan_both_ways(*store_, [&](Cursor&, const Status& st, int n_keys) {
     EXPECT_LT(n_keys, kKeys);
     ASSERT_FALSE(st.ok()) << "a scan over swapped entries ended after " << n_keys << " keys, ok";
     EXPECT_EQ(st.code(), Code::kCorrupt) << err(st);
     EXPECT_NE(st.error().message().find("out of order"), std::string::npos) << err(st);
-  }
+  });
 }
 
 TEST_P(IterCorrupt, CheckpointFailsAndWritesNoFile) {

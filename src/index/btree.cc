@@ -102,11 +102,7 @@ Offset Btree::version_at(Offset rec, uint64_t snapshot) const {
 
 int Btree::compare(std::string_view key, uint64_t kp, uint64_t rp, Offset rec) const {
   if (kp != rp) return kp < rp ? -1 : 1;
-  std::string_view rk = key_of(rec);
-  size_t n = std::min(key.size(), rk.size());
-  int c = n > 8 ? std::memcmp(key.data() + 8, rk.data() + 8, n - 8) : 0;
-  if (c != 0) return c;
-  return key.size() < rk.size() ? -1 : (key.size() > rk.size() ? 1 : 0);
+  return compare_keys(key, kp, key_of(rec), rp);
 }
 
 int Btree::child_index(const Node* n, std::string_view key, uint64_t kp) const {
@@ -585,7 +581,7 @@ void Btree::Iter::prefetch(const Node* n, int idx) const {
   if (v < 0 || v >= n->count) return;
   const uint64_t m = t_->region_->mapped();
   const Offset o = n->ptr[v].load(std::memory_order_relaxed);
-  if (o % 8 != 0 || o > m - sizeof(KeyRecord)) return;  // what reach() asks, less mapping
+  if (!t_->region_->reach(o, sizeof(KeyRecord))) return;
   const Offset h =
       reinterpret_cast<const KeyRecord*>(t_->region_->ro(o))->head.load(std::memory_order_relaxed);
   if (h < m) __builtin_prefetch(t_->region_->ro(h));
@@ -605,11 +601,10 @@ void Btree::Iter::land() {
     return fail(top.off, fmt::format("entry {} prefix does not match its key", top.idx));
   }
   if (have_key_) {
-    // Unequal prefixes order the keys; equal ones leave it to the bytes.
-    const bool fwd = dir_ == Direction::kForward;
-    const bool in_order = kp != key_prefix_ ? (fwd ? key_prefix_ < kp : kp < key_prefix_)
-                                            : (fwd ? key_ < k : k < key_);
-    if (!in_order) return fail(top.off, fmt::format("keys out of order at entry {}", top.idx));
+    const int c = compare_keys(key_, key_prefix_, k, kp);
+    if (dir_ == Direction::kForward ? c >= 0 : c <= 0) {
+      return fail(top.off, fmt::format("keys out of order at entry {}", top.idx));
+    }
   }
   rec_ = r;
   key_ = k;

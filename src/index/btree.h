@@ -115,7 +115,8 @@ class Btree {
     const Node* checked(Offset off);
     // Takes the record at the top leaf's index, checking it and the order.
     void land();
-    // Prefetches records and versions a few entries ahead of `idx` in leaf `n`.
+    // Prefetches the head version of the record a few entries ahead of
+    // `idx` in leaf `n`, in the walk's direction.
     void prefetch(const Node* n, int idx) const;
     void fail(Offset node, std::string_view what);
     const Btree* t_;
@@ -137,6 +138,16 @@ class Btree {
     uint64_t p = 0;
     std::memcpy(&p, key.data(), key.size() >= 8 ? 8 : key.size());
     return __builtin_bswap64(p);
+  }
+  // Byte order of two keys given their prefix words (<0, 0, >0): unequal
+  // prefixes decide alone; equal ones leave the bytes past the eighth and
+  // the lengths (zero padding makes "ab" and "ab\0" share a prefix).
+  static int compare_keys(std::string_view a, uint64_t ap, std::string_view b, uint64_t bp) {
+    if (ap != bp) return ap < bp ? -1 : 1;
+    const size_t n = a.size() < b.size() ? a.size() : b.size();
+    const int c = n > 8 ? std::memcmp(a.data() + 8, b.data() + 8, n - 8) : 0;
+    if (c != 0) return c;
+    return a.size() < b.size() ? -1 : (a.size() > b.size() ? 1 : 0);
   }
 
  private:
