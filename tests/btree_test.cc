@@ -2,11 +2,12 @@
 // version chains is named, not missed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
+#include "api/access.h"
 #include "index/btree.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace stoa {
@@ -70,7 +71,30 @@ TEST_F(BtreeVerify, KeysOutOfOrderAreNamed) {
   leaf->ptr[0].store(b);
   leaf->ptr[1].store(a);
   std::swap(leaf->prefix[0], leaf->prefix[1]);
+  leaf->sum = index::Btree::node_sum(*leaf);  // only the order is wrong
   EXPECT_NE(first_problem().find("out of order"), std::string::npos);
+}
+
+TEST_F(BtreeVerify, ChangedVersionFieldsFailTheirChecksums) {
+  region::Region& r = stoa::internal::impl_of(*store)->region();
+  index::Node* leaf = first_leaf();
+  auto* rec = reinterpret_cast<index::KeyRecord*>(r.rw(leaf->ptr[4].load()));
+  auto* ver = reinterpret_cast<index::Version*>(r.rw(rec->head.load()));
+  ver->len ^= 1;  // a header field
+  EXPECT_NE(first_problem().find("header checksum"), std::string::npos);
+  ver->len ^= 1;
+  *(r.rw(rec->head.load()) + sizeof(index::Version)) ^= 0x20;  // a value byte
+  EXPECT_NE(first_problem().find("value checksum"), std::string::npos);
+  *(r.rw(rec->head.load()) + sizeof(index::Version)) ^= 0x20;
+  reinterpret_cast<char*>(rec + 1)[1] ^= 0x01;  // a key byte (also its leaf prefix's)
+  auto v = store->verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(std::any_of(v->problems.begin(), v->problems.end(), [](const std::string& p) {
+    return p.find("key record") != std::string::npos &&
+           p.find("fails its checksum") != std::string::npos;
+  })) << (v->problems.empty() ? "no problem" : v->problems[0]);
+  reinterpret_cast<char*>(rec + 1)[1] ^= 0x01;
+  EXPECT_EQ(first_problem(), "");
 }
 
 TEST_F(BtreeVerify, BrokenVersionChainIsNamed) {
@@ -85,6 +109,8 @@ TEST_F(BtreeVerify, BrokenVersionChainIsNamed) {
 TEST_F(BtreeVerify, DanglingRecordIsNamed) {
   index::Node* leaf = first_leaf();
   leaf->ptr[2].store(leaf->ptr[2].load() + 16);  // not a block start
+  EXPECT_NE(first_problem().find("entry checksum"), std::string::npos);
+  leaf->sum = index::Btree::node_sum(*leaf);  // the entry as a writer sealed it
   EXPECT_NE(first_problem().find("key record"), std::string::npos);
 }
 

@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "api/access.h"
+#include "index/btree.h"
 #include "index/layout.h"
 #include "store/store_impl.h"
 #include "test_util.h"
@@ -179,8 +180,10 @@ TEST_P(IterCorrupt, ScanReportsTheDamagedNode) {
   EXPECT_TRUE(!st.ok() && names(st.error(), off)) << err(st);
 }
 
-// Swapped entries pass every per-node check (shape, level, each entry's
-// prefix matches its key) and break only the key order: in a leaf, two
+// Swapped entries, with the node's entry sum recomputed (as a writer that
+// built the node wrongly would have sealed it), pass every per-node check
+// (shape, level, sums, each entry's prefix matches its key) and break only
+// the key order: in a leaf, two
 // neighbouring records; in an inner node, two neighbouring children (and
 // their prefixes). A scan either way reports kCorrupt ("out of order")
 // instead of handing out keys in the wrong order.
@@ -199,6 +202,7 @@ TEST_P(IterCorrupt, ScanReportsKeysOutOfOrder) {
     n->ptr[i].store(n->ptr[i + 1].load());
     n->ptr[i + 1].store(p);
     std::swap(n->prefix[i], n->prefix[i + 1]);
+    n->sum = index::Btree::node_sum(*n);
   };
   swap();
   struct Undo {

@@ -221,6 +221,17 @@ inline Result<std::map<std::string, std::string>> read_all(Store& store) {
   return out;
 }
 
+// A key or value for a failure message: printable bytes as they are,
+// others as \xNN, at most 80 bytes.
+inline std::string hex(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < 80; i++) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    out += c >= 0x20 && c < 0x7f ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
+  }
+  return s.size() > 80 ? out + "..." : out;
+}
+
 inline bool exited_ok(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
 // The status of a child that ran until the parent's SIGKILL (not one that
 // exited, crashed or was killed by anything else first).

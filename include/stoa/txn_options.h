@@ -20,6 +20,12 @@ struct TxnOptions {
   // A read-only transaction keeps no read set and cannot write (puts return
   // kInvalidArgument).
   bool read_only = false;
+  // Every read checks the checksums of the version it returns (and of each
+  // version it walks past), and the value's own sum when the value is
+  // inline (at most 2 KiB); a mismatch is kCorrupt naming key and offset.
+  // Set this to check the sum of larger values on every read too (one
+  // pass over the value); Store::verify() and checkpoints always do.
+  bool check_large_values = false;
 };
 
 struct TransactOptions {

@@ -22,6 +22,7 @@
 #include "region/region.h"
 #include "session/session_core.h"
 #include "stoa/result.h"
+#include "util/hash.h"
 
 namespace stoa::index {
 
@@ -36,7 +37,8 @@ class Btree {
   IndexHeader* header() const { return hdr_; }
 
   // The record of `key`, 0 when absent, kDamaged when a node on the way
-  // fails its shape check (verify names it).
+  // fails its shape check (verify names it). A miss is checked before it
+  // is believed (miss_sound), so damage on the way is kDamaged, not 0.
   static constexpr Offset kDamaged = 1;  // never a block offset (blocks are 16-aligned)
   Offset find(std::string_view key) const;
   // The record of `key`, created (empty: no versions) if absent.
@@ -56,10 +58,12 @@ class Btree {
   // and reports kCorrupt instead of following wild offsets.
   static uint64_t damage_seen();
   // The version of record `rec` that a snapshot at `snapshot` reads: 0 when
-  // there is none or it is a tombstone, kDamaged when a version or its
-  // value lies outside the file (or the chain does not end). The value
-  // bytes of a returned version are inside the file.
-  Offset version_at(Offset rec, uint64_t snapshot) const;
+  // there is none or it is a tombstone. Checked (index/layout.h): the
+  // record's key sum, the head sum of every version walked, the value's sum
+  // (for a blob value only when `large`); the value bytes of a returned
+  // version are inside the file. kCorrupt naming the key and the offset
+  // when a check fails, a link leaves the file or the chain does not end.
+  Result<Offset> version_at(Offset rec, uint64_t snapshot, bool large = false) const;
 
   // Walks the whole tree (caller pinned): node shapes and levels, key order
   // within and across nodes, separator bounds, every node, record and
@@ -81,8 +85,9 @@ class Btree {
   // one; every caller checks status() after its loop.
   //
   // Checked on every node the walk enters: an offset inside the file
-  // (Region::reach), a sound kind and count, a level one below its parent's
-  // (0 exactly for leaves), at most kMaxDepth levels; on every record it
+  // (Region::reach), a sound kind and count, its check word and entry sum,
+  // a level one below its parent's (0 exactly for leaves), at most
+  // kMaxDepth levels; on every record it
   // lands on: a readable key whose prefix matches the leaf's entry, and
   // keys strictly in the walk's order across the whole walk (the ranges of
   // a node's children never change, so this holds under concurrent writers).
@@ -139,6 +144,24 @@ class Btree {
     std::memcpy(&p, key.data(), key.size() >= 8 ? 8 : key.size());
     return __builtin_bswap64(p);
   }
+  // Node::check of a node at `off`: its kind, count and level, keyed by
+  // where it lies.
+  static uint32_t node_check(const Node& n, Offset off) {
+    const uint64_t shape = uint64_t(n.kind) | uint64_t(n.count) << 16 | uint64_t(n.level) << 32;
+    return uint32_t(util::mix64(shape, off, 0x5354'4f41'4e4f'4445ull));  // "STOANODE"
+  }
+  // Node::sum of a node's used entries.
+  static uint32_t node_sum(const Node& n) {
+    const size_t c = n.count <= kFan ? n.count : kFan;
+    if (n.kind == uint16_t(NodeKind::kLeaf)) {
+      const uint64_t h = util::checksum64(n.prefix, 8 * c, 0x5354'4f41'4c45'4146ull);  // "STOALEAF"
+      return uint32_t(util::checksum64(n.ptr, 8 * c, h));
+    }
+    const size_t k = c > 0 ? c - 1 : 0;
+    const uint64_t h =
+        util::checksum64(n.prefix + 1, 8 * k, 0x5354'4f41'494e'4e52ull);  // "STOAINNR"
+    return uint32_t(util::checksum64(n.sep + 1, 8 * k, h));
+  }
   // Byte order of two keys given their prefix words (<0, 0, >0): unequal
   // prefixes decide alone; equal ones leave the bytes past the eighth and
   // the lengths (zero padding makes "ab" and "ab\0" share a prefix).
@@ -159,6 +182,9 @@ class Btree {
   Node* node_rw(Offset n) const;
   int child_index(const Node* n, std::string_view key, uint64_t kp) const;
   int leaf_lower_bound(const Node* n, std::string_view key, uint64_t kp, bool* found) const;
+  // Whether leaf `n`, reached between separator records `lo` and `hi` (0:
+  // unbounded), may truly lack `key`, which would stand at `pos`.
+  bool miss_sound(const Node* n, int pos, std::string_view key, Offset lo, Offset hi) const;
   Result<Offset> new_node(internal::SessionCore& s, NodeKind kind, uint32_t level);
   Result<Offset> new_record(internal::SessionCore& s, std::string_view key);
   // Replaces path[depth] (old; 0 for an empty tree's missing root) by
@@ -175,7 +201,9 @@ class Btree {
                      const std::vector<uint64_t>& ptrs, const std::vector<uint64_t>& seps,
                      const std::vector<uint64_t>& prefs, std::vector<Offset>* nodes,
                      std::vector<Offset>* node_seps, std::vector<Offset>& created);
-  // Whether the node at `off` has a sound kind, count and extent.
+  // kCorrupt: a writer found node `n` failing its entry sum before a copy.
+  Error damaged_copy(Offset n) const;
+  // Whether the node at `off` has a sound kind, count, check word and extent.
   bool shape_ok(const Node* n, Offset off) const;
   // Freezes node n and replaces it with an identical unfrozen copy.
   Status help(internal::SessionCore& s, std::vector<Step>& path, size_t depth);

@@ -58,7 +58,15 @@ struct Node {
   uint16_t kind;
   uint16_t count;
   uint32_t level;  // 0 for leaves
-  uint64_t reserved;
+  // Both set before the node is published (Btree::node_check, node_sum).
+  // check covers kind, count, level and the node's own offset, and every
+  // walk checks it (Btree::shape_ok): a changed header byte, or a node
+  // image at another offset, is damage, not a shorter node. sum covers the
+  // used entries (leaf: prefix and ptr; inner: prefix and sep from 1, not
+  // the child words, which change by CAS): checked when a lookup misses,
+  // before a writer copies the node, and by verify.
+  uint32_t check;
+  uint32_t sum;
   uint64_t prefix[kFan];            // first 8 key bytes, big-endian, zero padded
   std::atomic<uint64_t> ptr[kFan];  // leaf: record; inner: child | kFrozen
   uint64_t sep[kFan];               // inner only: separator records (sep[0] unused)
@@ -77,22 +85,39 @@ struct KeyRecord {
   // the committer (acquire) and cleared (release) after install.
   std::atomic<uint64_t> lock;
   uint32_t key_len;
-  uint32_t flags;
+  // The low 32 bits of key_hash(key): set at creation, checked by every read
+  // of one of the key's versions (Btree::version_at) and by verify.
+  uint32_t key_sum;
   // key_len key bytes follow.
 };
 static_assert(sizeof(KeyRecord) == 24);
+static_assert(offsetof(Node, prefix) == 16 && kLeafBytes == 16 + 2 * 8 * kFan);
 
 inline constexpr uint64_t kTombstone = uint64_t{1} << 63;
 // One committed value of a key. Immutable once linked, except `next`, which
 // the lock holder cuts when it trims versions no snapshot can read.
+//
+// Checksums (index/version_chain.h computes them; all are seeded with the
+// key's hash, so a version linked under another key fails too):
+//  - head_sum covers ts, len and blob: head_base() at make_version, xor
+//    ts_part(ts) when the commit stamps its timestamp. Checked on every
+//    version a read walks past or returns.
+//  - value_sum covers the value bytes (inline, or the blob's). Checked on
+//    every read of an inline value, by verify for all, and on read of a blob
+//    value when TxnOptions::check_large_values asks.
+// `next` is not covered (trimming cuts it); a bad link fails the head_sum
+// of whatever it names.
 struct Version {
   uint64_t ts;                 // commit timestamp
   std::atomic<uint64_t> next;  // older version, 0 when none
   uint64_t len;                // value length, | kTombstone for a delete
   uint64_t blob;               // 0: value follows; else offset of the value's own block
+  uint32_t head_sum;
+  uint32_t value_sum;
   // len value bytes follow when blob == 0.
 };
-static_assert(sizeof(Version) == 32);
+static_assert(sizeof(Version) == 40 && alignof(Version) == 8);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
 inline constexpr size_t kInlineValueMax = 2048;  // larger values live in their own block
 
 }  // namespace stoa::index

@@ -9,6 +9,10 @@
 // the checkpoint), commit validation and retry (head timestamps), trimming,
 // recovery's replay (apply), and verify.
 //
+// Checksums (layout.h says what each covers): key_hash() seeds all of
+// them; head_ok() is one multiply-mix per version, value_ok() one XXH3 pass
+// over the value. check() is what a read runs on the version it returns.
+//
 // Thread safety: a reader holds only a Region reference; any number may
 // run concurrently. Following `next` needs what every reader needs: the
 // session pinned to a cycle (versions are retired, never freed in place),
@@ -17,6 +21,7 @@
 #define STOA_INDEX_VERSION_CHAIN_H_
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -24,6 +29,7 @@
 #include "index/layout.h"
 #include "region/region.h"
 #include "stoa/result.h"
+#include "util/hash.h"
 
 namespace stoa::index {
 
@@ -45,6 +51,61 @@ class VersionChain {
     return ver != nullptr ? ver->ts : 0;
   }
   static bool tombstone(const Version& ver) { return (ver.len & kTombstone) != 0; }
+
+  // The seed of every checksum of a key's record and versions; its low 32
+  // bits are KeyRecord::key_sum.
+  static uint64_t key_hash(std::string_view key) {
+    return util::checksum64(key.data(), key.size(), kKeySeed);
+  }
+  // head_sum = head_base(...) ^ ts_part(ts): the part known when the version
+  // is made, and the part its commit adds when it stamps the timestamp.
+  static uint32_t head_base(uint64_t kh, uint64_t len, uint64_t blob) {
+    return uint32_t(util::mix64(len, blob, kh));
+  }
+  static uint32_t ts_part(uint64_t ts) { return uint32_t(util::mix64(ts, kTsSeed, kTsSeed)); }
+  static uint32_t value_sum(uint64_t kh, std::string_view value) {
+    return uint32_t(util::checksum64(value.data(), value.size(), kh ^ kValueSeed));
+  }
+  static bool head_ok(const Version& ver, uint64_t kh) {
+    return ver.head_sum == (head_base(kh, ver.len, ver.blob) ^ ts_part(ver.ts));
+  }
+
+  // What a read checks on the version at `v` of the key hashing to `kh`
+  // (named by `key` in errors): its head sum; its value lies inside the
+  // file; and the value's sum, for inline values always and for blob values
+  // when `large` is set. kCorrupt naming the key and the offset.
+  Status check(Offset v, std::string_view key, uint64_t kh, bool large) const {
+    const Version* ver = at(v);
+    if (ver == nullptr) return bad_link(v, 0);
+    if (!head_ok(*ver, kh)) return bad_sum(v, key, "header");
+    if (tombstone(*ver)) return {};
+    STOA_ASSIGN(std::string_view value, this->value(v));
+    if ((ver->blob == 0 || large) && value_sum(kh, value) != ver->value_sum) {
+      return bad_sum(v, key, "value");
+    }
+    return {};
+  }
+  // kCorrupt: the version at `v` of `key` fails the checksum of `what`.
+  Error bad_sum(Offset v, std::string_view key, std::string_view what) const {
+    return Error(Code::kCorrupt,
+                 fmt::format("{}: the version at offset {} of key {} fails its {} checksum",
+                             r_->path(), v, printable(key), what));
+  }
+  // A key for a message: printable ASCII as it is, other bytes as \xNN,
+  // at most 64 bytes, quoted.
+  static std::string printable(std::string_view key) {
+    std::string out = "\"";
+    for (size_t i = 0; i < key.size() && i < 64; i++) {
+      const unsigned char c = static_cast<unsigned char>(key[i]);
+      if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+        out += char(c);
+      } else {
+        out += fmt::format("\\x{:02x}", c);
+      }
+    }
+    if (key.size() > 64) out += "...";
+    return out + "\"";
+  }
 
   // Calls fn(offset, version) for each version from `head` on, newest
   // first, until fn returns false or the chain ends. `next` is read before
@@ -100,6 +161,10 @@ class VersionChain {
     return Error(Code::kCorrupt, fmt::format("{}: a version link names offset {}, outside the file",
                                              r_->path(), v));
   }
+
+  static constexpr uint64_t kKeySeed = 0x5354'4f41'4b45'5931ull;    // "STOAKEY1"
+  static constexpr uint64_t kTsSeed = 0x5354'4f41'5453'3031ull;     // "STOATS01"
+  static constexpr uint64_t kValueSeed = 0x5354'4f41'5641'4c31ull;  // "STOAVAL1"
 
   region::Region* r_;
 };

@@ -41,6 +41,7 @@ Status TxnSnapshotSource::scan(
   const uint64_t ts = ts_;
   std::string last;
   bool started = false, done = false, bad = false;
+  std::string version_error;
   while (!done) {
     s.pin();
     index::Btree::Iter it(&tree);
@@ -48,17 +49,20 @@ Status TxnSnapshotSource::scan(
     if (started && it.valid() && it.key() == last) it.next();
     for (int n = 0; n < kChunkKeys && it.valid(); n++, it.next()) {
       std::string_view key = it.key();
-      const uint64_t v = tree.version_at(it.record(), ts);
+      // Large values too: a checkpoint must not carry damage into the
+      // files it replaces.
+      auto v = tree.version_at(it.record(), ts, true);
       // Damage, or keys out of order (which would make the walk resume
       // behind itself forever): no checkpoint.
-      if (v == index::Btree::kDamaged || (started && key <= last)) {
+      if (!v.ok() || (started && key <= last)) {
+        if (!v.ok()) version_error = v.error().message();
         bad = true;
         break;
       }
       last.assign(key);
       started = true;
-      if (v == 0) continue;
-      auto value = index::VersionChain(r).value(v);  // version_at checked it
+      if (*v == 0) continue;
+      auto value = index::VersionChain(r).value(*v);  // version_at checked it
       if (!value.ok()) {
         bad = true;
         break;
@@ -66,7 +70,9 @@ Status TxnSnapshotSource::scan(
       entry(key, *value);
     }
     // The iterator's error names the damaged node.
-    const std::string why = it.status().ok() ? "" : " (" + it.status().error().message() + ")";
+    const std::string why = !it.status().ok()        ? " (" + it.status().error().message() + ")"
+                            : !version_error.empty() ? " (" + version_error + ")"
+                                                     : "";
     const bool damaged = !it.status().ok() || bad;
     done = !it.valid();
     s.unpin();

@@ -118,14 +118,15 @@ class CursorImpl {
       if (!forward() && key < from_) return false;
       if (!in_range(key)) continue;
       if (!t_->writes().empty() && t_->writes().count(key)) continue;
-      uint64_t ver = t_->visible(it_.record());
-      if (ver == index::Btree::kDamaged) {
+      auto ver = t_->visible(it_.record());
+      if (!ver.ok()) {
+        if (status_.ok()) status_ = t_->corrupt(std::move(ver).error());
         *v = index::Btree::kDamaged;
         return false;
       }
-      if (ver == 0) continue;
+      if (*ver == 0) continue;
       *k = key;
-      *v = ver;
+      *v = *ver;
       return true;
     }
     return false;

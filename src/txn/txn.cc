@@ -184,7 +184,9 @@ Status TxnImpl::usable() const {
   return {};
 }
 
-uint64_t TxnImpl::visible(uint64_t rec) const { return mgr_->tree().version_at(rec, snapshot_); }
+Result<uint64_t> TxnImpl::visible(uint64_t rec) const {
+  return mgr_->tree().version_at(rec, snapshot_, opts_.check_large_values);
+}
 
 bool TxnImpl::is_tombstone(uint64_t version) const {
   const auto* ver = reinterpret_cast<const index::Version*>(ctx_->region->ro(version));
@@ -228,14 +230,16 @@ Result<std::string_view> TxnImpl::get(std::string_view key) {
   if (!opts_.read_only) reads_.emplace_back(key);
   uint64_t rec = mgr_->tree().find(key);
   if (rec == index::Btree::kDamaged) return fail(damaged_index());
-  uint64_t v = rec != 0 ? visible(rec) : 0;
-  if (v == index::Btree::kDamaged) return fail(damaged_index());
-  if (v == 0) return Error(Code::kNotFound, "key not found");
-  return value_of(v);
+  if (rec == 0) return Error(Code::kNotFound, "key not found");
+  auto v = visible(rec);
+  if (!v.ok()) return fail(std::move(v).error());
+  if (*v == 0) return Error(Code::kNotFound, "key not found");
+  return value_of(*v);
 }
 
-Result<uint64_t> TxnImpl::make_version(std::string_view value, bool tombstone) {
-  return TxnManager::make_version(*s_, value, tombstone);
+Result<uint64_t> TxnImpl::make_version(std::string_view key, std::string_view value,
+                                       bool tombstone) {
+  return TxnManager::make_version(*s_, key, value, tombstone);
 }
 
 void TxnImpl::free_version(uint64_t v) {
@@ -255,7 +259,7 @@ Status TxnImpl::put(std::string_view key, std::string_view value, bool tombstone
     return fail(Error(Code::kInvalidArgument,
                       fmt::format("value of {} bytes (at most {})", value.size(), kMaxValueSize)));
   }
-  auto v = make_version(value, tombstone);
+  auto v = make_version(key, value, tombstone);
   if (!v.ok()) return fail(std::move(v).error());
   auto [it, inserted] = writes_.try_emplace(std::string(key), *v);
   uint64_t prev = inserted ? 0 : it->second;
@@ -449,7 +453,7 @@ Result<uint64_t> TxnImpl::commit() {
   STOA_CRASH_POINT(kCommitValidated);
   region::Region& r = *ctx_->region;
   for (uint64_t k = 0; k < n; k++)
-    reinterpret_cast<index::Version*>(r.rw(pairs[k].version))->ts = cts;
+    TxnManager::stamp(reinterpret_cast<index::Version*>(r.rw(pairs[k].version)), cts);
   t.state.store(uint32_t(txn::CommitState::kInstalling),
                 std::memory_order_seq_cst);  // commit point
   STOA_CRASH_POINT(kCommitPoint);

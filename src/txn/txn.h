@@ -46,9 +46,9 @@ class TxnImpl {
 
   // For cursors.
   index::Btree& tree() { return mgr_->tree(); }
-  // The version of `rec` visible to this snapshot (0: none or tombstone;
-  // Btree::kDamaged when its chain or value lies outside the file).
-  uint64_t visible(uint64_t rec) const;
+  // The version of `rec` visible to this snapshot (0: none or tombstone),
+  // checked (Btree::version_at); kCorrupt naming key and offset.
+  Result<uint64_t> visible(uint64_t rec) const;
   // kCorrupt for a damaged index node or version met on a read (recorder dumped).
   Error damaged_index() const;
   // A kCorrupt error met by a walk, with this session's recorder dumped.
@@ -82,7 +82,7 @@ class TxnImpl {
  private:
   Status usable() const;
   Error fail(Error e);  // records e: the transaction is unusable but for abort
-  Result<uint64_t> make_version(std::string_view value, bool tombstone);
+  Result<uint64_t> make_version(std::string_view key, std::string_view value, bool tombstone);
   void free_version(uint64_t v);
   bool changed(uint64_t rec) const;
   Status validate();

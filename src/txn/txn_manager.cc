@@ -274,7 +274,8 @@ void TxnManager::reset_alone() {
   h->waiters.store(0, std::memory_order_relaxed);
 }
 
-Result<uint64_t> TxnManager::make_version(SessionCore& s, std::string_view value, bool tombstone) {
+Result<uint64_t> TxnManager::make_version(SessionCore& s, std::string_view key,
+                                          std::string_view value, bool tombstone) {
   const bool inline_value = value.size() <= index::kInlineValueMax;
   STOA_ASSIGN(uint64_t v, s.alloc(sizeof(index::Version) + (inline_value ? value.size() : 0)));
   auto* ver = reinterpret_cast<index::Version*>(s.write_ptr(v));
@@ -294,7 +295,17 @@ Result<uint64_t> TxnManager::make_version(SessionCore& s, std::string_view value
     std::memcpy(s.write_ptr(*blob), value.data(), value.size());
     ver->blob = *blob;
   }
+  // The sums of what is known now; the commit adds its timestamp's part
+  // (stamp()). Computed here, outside the commit's critical section.
+  const uint64_t kh = index::VersionChain::key_hash(key);
+  ver->head_sum = index::VersionChain::head_base(kh, ver->len, ver->blob);
+  ver->value_sum = index::VersionChain::value_sum(kh, value);
   return v;
+}
+
+void TxnManager::stamp(index::Version* ver, uint64_t ts) {
+  ver->ts = ts;
+  ver->head_sum ^= index::VersionChain::ts_part(ts);
 }
 
 Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) {
@@ -319,9 +330,10 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
   STOA_TRY(tree_.find_or_insert_batch(s, keys, &recs));
   const index::VersionChain chain(*ctx_.region);
   for (size_t i = 0; i < ops.size(); i++) {
-    STOA_ASSIGN(uint64_t v, make_version(s, ops[i].value, ops[i].kind == log::OpKind::kDelete));
+    STOA_ASSIGN(uint64_t v,
+                make_version(s, ops[i].key, ops[i].value, ops[i].kind == log::OpKind::kDelete));
     auto* ver = reinterpret_cast<index::Version*>(s.write_ptr(v));
-    ver->ts = ts;
+    stamp(ver, ts);
     if (ver->blob != 0) STOA_TRY(s.publish(ver->blob));
     STOA_TRY(s.publish(v));
     index::KeyRecord* rec = tree_.record_rw(recs[i]);

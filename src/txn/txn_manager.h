@@ -66,9 +66,13 @@ class TxnManager {
   // Wakes Txn::retry waiters after a commit.
   void notify_commit();
 
-  // A new version of `value` (kOwned by the session; large values in their
-  // own block), timestamp 0, not linked. Errors: kFull.
-  static Result<uint64_t> make_version(SessionCore& s, std::string_view value, bool tombstone);
+  // A new version of `key`'s `value` (kOwned by the session; large values
+  // in their own block), timestamp 0, not linked, its checksums set but for
+  // the timestamp's part. Errors: kFull.
+  static Result<uint64_t> make_version(SessionCore& s, std::string_view key, std::string_view value,
+                                       bool tombstone);
+  // Gives an unlinked version its commit timestamp, completing its head sum.
+  static void stamp(index::Version* ver, uint64_t ts);
   // Alone (recovery): installs `ops` as one commit at timestamp `ts`,
   // replacing each key's versions. Errors: kFull, kCorrupt (repeated keys).
   Status apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops);
