@@ -90,12 +90,11 @@ std::string_view Btree::key_of(Offset r) const {
   return {reinterpret_cast<const char*>(k) + sizeof(KeyRecord), k->key_len};
 }
 
-Result<Offset> Btree::version_at(Offset rec, uint64_t snapshot, bool large) const {
+Result<Offset> Btree::version_at(Offset rec, std::string_view key, uint64_t snapshot,
+                                 bool large) const {
   const uint64_t d0 = t_damage;
   const KeyRecord* k = record(rec);
-  const std::string_view key = key_of(rec);
-  const VersionChain chain(*region_);
-  if (t_damage != d0 || key.empty()) {
+  if (t_damage != d0) {
     return Error(Code::kCorrupt, fmt::format("{}: the key record at offset {} cannot be read",
                                              region_->path(), rec));
   }
@@ -107,20 +106,33 @@ Result<Offset> Btree::version_at(Offset rec, uint64_t snapshot, bool large) cons
   }
   // Every version walked past is checked too: a changed timestamp would
   // otherwise make the walk skip the version the snapshot should read.
+  const VersionChain chain(*region_);
+  const Offset head = k->head.load(std::memory_order_acquire);
+  // The newest version is nearly always the one read, and its value's sum
+  // reads the lines after its header: ask for them together, so they cost
+  // one miss, not three in a row. Only a prefetch: never faults.
+  if (head + 192 <= region_->mapped()) {
+    __builtin_prefetch(region_->ro(head));
+    __builtin_prefetch(region_->ro(head) + 64);
+    __builtin_prefetch(region_->ro(head) + 128);
+  }
   Offset found = 0, bad = 0;
-  STOA_TRY(chain.walk(k->head.load(std::memory_order_acquire), [&](Offset v, const Version& ver) {
-    if (!VersionChain::head_ok(ver, kh)) {
+  const Version* ver = nullptr;
+  STOA_TRY(chain.walk(head, [&](Offset v, const Version& vr) {
+    if (!VersionChain::head_ok(vr, kh)) {
       bad = v;
       return false;
     }
-    if (ver.ts > snapshot) return true;
+    if (vr.ts > snapshot) return true;
     found = v;
+    ver = &vr;
     return false;
   }));
   if (bad != 0) return chain.bad_sum(bad, key, "header");
   if (found == 0) return Offset{0};
-  STOA_TRY(chain.check(found, key, kh, large));
-  return VersionChain::tombstone(*chain.at(found)) ? Offset{0} : found;
+  std::string_view value;
+  STOA_TRY(chain.check_value(found, *ver, key, kh, large, &value));
+  return VersionChain::tombstone(*ver) ? Offset{0} : found;
 }
 
 int Btree::compare(std::string_view key, uint64_t kp, uint64_t rp, Offset rec) const {
@@ -595,7 +607,11 @@ void verify_versions(Verifier& vf, const VersionChain& chain, Offset r, const Ke
                           : !vf.live_block(v, sizeof(Version) + len, "version")) {
           return false;
         }
-        if (Status st = chain.check(v, key, kh, true); !st.ok()) {
+        std::string_view value;
+        Status st = VersionChain::head_ok(ver, kh)
+                        ? chain.check_value(v, ver, key, kh, true, &value)
+                        : Status(chain.bad_sum(v, key, "header"));
+        if (!st.ok()) {
           vf.problem(st.error().message());
           return false;
         }
@@ -744,7 +760,11 @@ void Btree::Iter::prefetch(const Node* n, int idx) const {
   if (!t_->region_->reach(o, sizeof(KeyRecord))) return;
   const Offset h =
       reinterpret_cast<const KeyRecord*>(t_->region_->ro(o))->head.load(std::memory_order_relaxed);
-  if (h < m) __builtin_prefetch(t_->region_->ro(h));
+  if (h + 128 > m) return;
+  // The header and the lines an inline value's checksum reads next.
+  __builtin_prefetch(t_->region_->ro(h));
+  __builtin_prefetch(t_->region_->ro(h) + 64);
+  __builtin_prefetch(t_->region_->ro(h) + 128);
 }
 
 void Btree::Iter::land() {

@@ -57,13 +57,16 @@ class Btree {
   // compares the count before and after its walk (find, Iter, version_at)
   // and reports kCorrupt instead of following wild offsets.
   static uint64_t damage_seen();
-  // The version of record `rec` that a snapshot at `snapshot` reads: 0 when
-  // there is none or it is a tombstone. Checked (index/layout.h): the
-  // record's key sum, the head sum of every version walked, the value's sum
-  // (for a blob value only when `large`); the value bytes of a returned
-  // version are inside the file. kCorrupt naming the key and the offset
-  // when a check fails, a link leaves the file or the chain does not end.
-  Result<Offset> version_at(Offset rec, uint64_t snapshot, bool large = false) const;
+  // The version of record `rec`, whose key is `key` (as the caller read it
+  // from the record: Iter::key(), or the key find() matched), that a
+  // snapshot at `snapshot` reads: 0 when there is none or it is a
+  // tombstone. Checked (index/layout.h): the record's key sum, the head sum
+  // of every version walked, the value's sum (for a blob value only when
+  // `large`); the value bytes of a returned version are inside the file.
+  // kCorrupt naming the key and the offset when a check fails, a link
+  // leaves the file or the chain does not end.
+  Result<Offset> version_at(Offset rec, std::string_view key, uint64_t snapshot,
+                            bool large = false) const;
 
   // Walks the whole tree (caller pinned): node shapes and levels, key order
   // within and across nodes, separator bounds, every node, record and

@@ -11,7 +11,7 @@
 //
 // Checksums (layout.h says what each covers): key_hash() seeds all of
 // them; head_ok() is one multiply-mix per version, value_ok() one XXH3 pass
-// over the value. check() is what a read runs on the version it returns.
+// over the value. check_value() is what a read runs on the version it returns.
 //
 // Thread safety: a reader holds only a Region reference; any number may
 // run concurrently. Following `next` needs what every reader needs: the
@@ -70,17 +70,23 @@ class VersionChain {
     return ver.head_sum == (head_base(kh, ver.len, ver.blob) ^ ts_part(ver.ts));
   }
 
-  // What a read checks on the version at `v` of the key hashing to `kh`
-  // (named by `key` in errors): its head sum; its value lies inside the
-  // file; and the value's sum, for inline values always and for blob values
-  // when `large` is set. kCorrupt naming the key and the offset.
-  Status check(Offset v, std::string_view key, uint64_t kh, bool large) const {
-    const Version* ver = at(v);
-    if (ver == nullptr) return bad_link(v, 0);
-    if (!head_ok(*ver, kh)) return bad_sum(v, key, "header");
-    if (tombstone(*ver)) return {};
-    STOA_ASSIGN(std::string_view value, this->value(v));
-    if ((ver->blob == 0 || large) && value_sum(kh, value) != ver->value_sum) {
+  // What a read checks on the version `ver` at `v` of the key hashing to
+  // `kh` (named by `key` in errors), past its head sum (checked as the
+  // chain is walked): its value lies inside the file, and the value's sum
+  // holds, for inline values always and for blob values when `large` is
+  // set. On success *value is the value (empty for a tombstone).
+  // kCorrupt naming the key and the offset.
+  Status check_value(Offset v, const Version& ver, std::string_view key, uint64_t kh, bool large,
+                     std::string_view* value) const {
+    if (tombstone(ver)) {
+      *value = {};
+      return {};
+    }
+    const uint64_t len = ver.len;  // no tombstone bit here
+    const Offset src = ver.blob != 0 ? ver.blob : v + sizeof(Version);
+    if (!r_->reach(src, len)) return outside(v, len, src);
+    *value = std::string_view(r_->ro(src), size_t(len));
+    if ((ver.blob == 0 || large) && value_sum(kh, *value) != ver.value_sum) {
       return bad_sum(v, key, "value");
     }
     return {};
@@ -143,16 +149,17 @@ class VersionChain {
     if (ver == nullptr) return bad_link(v, 0);
     const uint64_t len = ver->len & ~kTombstone;
     const Offset src = ver->blob != 0 ? ver->blob : v + sizeof(Version);
-    if (!r_->reach(src, len)) {
-      return Error(Code::kCorrupt,
-                   fmt::format("{}: the value of the version at offset {} ({} bytes at offset "
-                               "{}) lies outside the file",
-                               r_->path(), v, len, src));
-    }
+    if (!r_->reach(src, len)) return outside(v, len, src);
     return std::string_view(r_->ro(src), size_t(len));
   }
 
  private:
+  Error outside(Offset v, uint64_t len, Offset src) const {
+    return Error(Code::kCorrupt,
+                 fmt::format("{}: the value of the version at offset {} ({} bytes at offset "
+                             "{}) lies outside the file",
+                             r_->path(), v, len, src));
+  }
   Error bad_link(Offset v, uint32_t depth) const {
     if (depth >= kMaxChain) {
       return Error(Code::kCorrupt,

@@ -51,7 +51,7 @@ Status TxnSnapshotSource::scan(
       std::string_view key = it.key();
       // Large values too: a checkpoint must not carry damage into the
       // files it replaces.
-      auto v = tree.version_at(it.record(), ts, true);
+      auto v = tree.version_at(it.record(), key, ts, true);
       // Damage, or keys out of order (which would make the walk resume
       // behind itself forever): no checkpoint.
       if (!v.ok() || (started && key <= last)) {

@@ -118,7 +118,7 @@ class CursorImpl {
       if (!forward() && key < from_) return false;
       if (!in_range(key)) continue;
       if (!t_->writes().empty() && t_->writes().count(key)) continue;
-      auto ver = t_->visible(it_.record());
+      auto ver = t_->visible(it_.record(), key);
       if (!ver.ok()) {
         if (status_.ok()) status_ = t_->corrupt(std::move(ver).error());
         *v = index::Btree::kDamaged;

@@ -184,8 +184,8 @@ Status TxnImpl::usable() const {
   return {};
 }
 
-Result<uint64_t> TxnImpl::visible(uint64_t rec) const {
-  return mgr_->tree().version_at(rec, snapshot_, opts_.check_large_values);
+Result<uint64_t> TxnImpl::visible(uint64_t rec, std::string_view key) const {
+  return mgr_->tree().version_at(rec, key, snapshot_, opts_.check_large_values);
 }
 
 bool TxnImpl::is_tombstone(uint64_t version) const {
@@ -231,7 +231,7 @@ Result<std::string_view> TxnImpl::get(std::string_view key) {
   uint64_t rec = mgr_->tree().find(key);
   if (rec == index::Btree::kDamaged) return fail(damaged_index());
   if (rec == 0) return Error(Code::kNotFound, "key not found");
-  auto v = visible(rec);
+  auto v = visible(rec, key);
   if (!v.ok()) return fail(std::move(v).error());
   if (*v == 0) return Error(Code::kNotFound, "key not found");
   return value_of(*v);
