@@ -195,7 +195,8 @@ Offset Btree::find(std::string_view key) const {
         // compare() took the leaf's prefix word for the record's first 8
         // bytes; the record must agree, or it is another key's.
         const Offset r = n->ptr[pos].load(std::memory_order_relaxed);
-        return prefix_of(key_of(r)) == kp ? r : kDamaged;
+        const std::string_view rk = key_of(r);
+        return !rk.empty() && prefix_of(rk) == kp && t_damage == d0 ? r : kDamaged;
       }
       for (uint32_t d = 0; d <= depth; d++) {
         if (path[d]->sum != node_sum(*path[d])) return kDamaged;
@@ -228,15 +229,16 @@ Offset Btree::find(std::string_view key) const {
 bool Btree::miss_sound(const Node* n, int pos, std::string_view key, Offset lo, Offset hi) const {
   auto sound = [&](int e) {
     const Offset r = n->ptr[e].load(std::memory_order_relaxed);
-    const std::string_view k = key_of(r);
-    return !k.empty() && prefix_of(k) == n->prefix[e] &&
-           uint32_t(VersionChain::key_hash(k)) == record(r)->key_sum;
+    return key_sound(r) && prefix_of(key_of(r)) == n->prefix[e];
   };
   if ((pos > 0 && !sound(pos - 1)) || (pos < n->count && !sound(pos))) return false;
-  // <0, 0, >0 for a against the key of record r; 2 when r's key is unreadable.
+  // <0, 0, >0 for a against the key of separator record r; 2 when r's key
+  // is unreadable or fails its sum (a changed separator misroutes the
+  // descent, and then is the fence on the side it sent the key away from).
   auto cmp = [&](std::string_view a, Offset r) {
+    if (!key_sound(r)) return 2;
     const std::string_view b = key_of(r);
-    return b.empty() ? 2 : compare_keys(a, prefix_of(a), b, prefix_of(b));
+    return compare_keys(a, prefix_of(a), b, prefix_of(b));
   };
   const std::string_view first = key_of(n->ptr[0].load(std::memory_order_relaxed));
   const std::string_view last = key_of(n->ptr[n->count - 1].load(std::memory_order_relaxed));
@@ -247,9 +249,14 @@ bool Btree::miss_sound(const Node* n, int pos, std::string_view key, Offset lo, 
   }
   if (hi != 0) {
     const int a = cmp(key, hi), b = cmp(last, hi);
-    if (a >= 0 || b >= 0) return false;
+    if (a >= 0 || b >= 0) return false;  // 2 included
   }
   return true;
+}
+
+bool Btree::key_sound(Offset r) const {
+  const std::string_view k = key_of(r);
+  return !k.empty() && uint32_t(VersionChain::key_hash(k)) == record(r)->key_sum;
 }
 
 Error Btree::damaged_copy(Offset n) const {
@@ -832,6 +839,13 @@ void Btree::Iter::seek(std::string_view key, Direction dir) {
     }
     const int i = t_->child_index(n, key, kp);
     if (damage_seen() != d0) return fail(cur, "a separator key cannot be read");
+    // The separators either side of the child taken decided the route (the
+    // entry sum covers their offsets and prefix words, not their keys): a
+    // changed separator key would start the walk in the wrong child.
+    if ((i >= 1 && !t_->key_sound(n->sep[i])) ||
+        (i + 1 < n->count && !t_->key_sound(n->sep[i + 1]))) {
+      return fail(cur, "a separator key fails its checksum");
+    }
     stack_.push_back({n, cur, i});
     cur = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
   }

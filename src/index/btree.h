@@ -144,6 +144,7 @@ class Btree {
   // is byte order, so unequal prefixes order two keys without a memcmp.
   static uint64_t prefix_of(std::string_view key) {
     uint64_t p = 0;
+    if (key.empty()) return 0;  // an unreadable record's key: no bytes to copy
     std::memcpy(&p, key.data(), key.size() >= 8 ? 8 : key.size());
     return __builtin_bswap64(p);
   }
@@ -204,6 +205,8 @@ class Btree {
                      const std::vector<uint64_t>& ptrs, const std::vector<uint64_t>& seps,
                      const std::vector<uint64_t>& prefs, std::vector<Offset>* nodes,
                      std::vector<Offset>* node_seps, std::vector<Offset>& created);
+  // Whether record `r`'s key can be read and passes its key sum.
+  bool key_sound(Offset r) const;
   // kCorrupt: a writer found node `n` failing its entry sum before a copy.
   Error damaged_copy(Offset n) const;
   // Whether the node at `off` has a sound kind, count, check word and extent.
