@@ -326,7 +326,9 @@ Run lmdb_puts(LmdbHandle& h, const Keys& k, double seconds, uint64_t seed, uint6
 
 // Seconds to put every key, in sorted order, `batch` puts per transaction,
 // into a fresh store in `dir`. Opening and closing are not timed.
-double stoa_load(const std::string& dir, const Keys& k, uint64_t batch, uint64_t* file_size) {
+// *space, when given: the store's stats after the load (file size, used
+// bytes, bytes a key).
+double stoa_load(const std::string& dir, const Keys& k, uint64_t batch, stoa::StoreStats* space) {
   StoaHandle h(dir);
   char val[kValueSize];
   auto t0 = Clock::now();
@@ -341,9 +343,9 @@ double stoa_load(const std::string& dir, const Keys& k, uint64_t batch, uint64_t
     if (!c.ok()) die("Txn::commit (bulk load): " + c.error().to_string());
   }
   double s = seconds_since(t0);
-  if (file_size) {
+  if (space) {
     auto st = h.store->stats();
-    *file_size = st.ok() ? st->file_size : 0;
+    *space = st.ok() ? *st : stoa::StoreStats{};
   }
   return s;
 }
@@ -423,7 +425,8 @@ void bulk_load(const Config& cfg, Reporter& rep) {
   const Keys& k = keys();
   Fixture& f = fixture(cfg);
   std::vector<double> stoa_r, lmdb_r, lmdb1_r;
-  uint64_t stoa_size = 0, lmdb_size = 0;
+  stoa::StoreStats stoa_space;
+  uint64_t lmdb_size = 0;
   for (int t = 0; t < cfg.trials; t++) {
     // Keep the last trial's stores as the run's data set.
     if (!f.stoa_dir.empty()) remove_dir(f.stoa_dir);
@@ -433,7 +436,7 @@ void bulk_load(const Config& cfg, Reporter& rep) {
     // Alternate which side goes first (the other's dirty pages are still
     // being written back meanwhile).
     auto stoa_side = [&] {
-      stoa_r.push_back(double(k.n) / stoa_load(f.stoa_dir, k, kBatch, &stoa_size));
+      stoa_r.push_back(double(k.n) / stoa_load(f.stoa_dir, k, kBatch, &stoa_space));
     };
     auto lmdb_side = [&] {
       lmdb_r.push_back(double(k.n) / lmdb_load(f.lmdb_dir, k, kBatch, &lmdb_size));
@@ -449,8 +452,12 @@ void bulk_load(const Config& cfg, Reporter& rep) {
     lmdb1_r.push_back(double(k.n) / lmdb_load(one, k, 0, nullptr));
     remove_dir(one);
   }
-  rep.note(name, "stoa file-size-after-load", double(stoa_size), "B");
+  rep.note(name, "stoa file-size-after-load", double(stoa_space.file_size), "B");
+  rep.note(name, "stoa used-bytes-per-key", stoa_space.used_bytes_per_key, "B");
   rep.note(name, "lmdb data.mdb-size-after-load", double(lmdb_size), "B");
+  // The space goal (file within 1.2x of LMDB's: a ratio of at least 0.83).
+  rep.compare("index-space-after-load", "lmdb",
+              stoa_space.file_size > 0 ? double(lmdb_size) / double(stoa_space.file_size) : 0);
   Stats s = summarize(stoa_r), l = summarize(lmdb_r), l1 = summarize(lmdb1_r);
   rep.compare_rate(name, s, "lmdb", l, "keys/s");
   rep.figure(name, "lmdb-1txn", l1, "keys/s");

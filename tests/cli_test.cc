@@ -17,9 +17,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "api/access.h"
 #include "cli_util.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace {
@@ -65,6 +65,7 @@ TEST_F(CliTest, InitCreatesAStoreAndRefusesAnExistingOne) {
 
 TEST_F(CliTest, StatJsonHasTheFields) {
   init_store({"--sessions", "8"});
+  for (const char* k : {"a", "b", "c"}) ASSERT_EQ(cli({"put", store_, k, "v"}).exit_code, 0);
   CliResult r = cli({"stat", store_, "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
@@ -77,6 +78,10 @@ TEST_F(CliTest, StatJsonHasTheFields) {
         "purgatory_bytes", "purgatory_objects", "sessions_recovered"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
+  // Space per key, from the two figures it divides.
+  ASSERT_EQ(j["keys"].get<uint64_t>(), 3u);
+  EXPECT_DOUBLE_EQ(j["used_bytes_per_key"].get<double>(),
+                   double(j["used_bytes"].get<uint64_t>()) / 3);
   EXPECT_TRUE(j["oldest_pin"].is_null());
   ASSERT_TRUE(j["sessions"].is_array());
   EXPECT_TRUE(j["sessions"].empty()) << "stat must not open a session";

@@ -68,6 +68,7 @@ struct StoreStats {
   uint64_t sessions_recovered = 0;  // dead sessions reclaimed since the lock file was made
   RecoveryCounts recovery;          // the recovery branches those reclaims took
   uint64_t keys = 0;                // key records in the index (deleted keys included)
+  double used_bytes_per_key = 0;    // used_bytes / keys (0 with no keys): space per key
   uint64_t commits = 0;             // commits installed since the data file was made or rebuilt
   uint64_t snapshots_expired =
       0;                        // transactions expired by their snapshot bound (lock file's life)

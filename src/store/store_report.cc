@@ -44,6 +44,8 @@ Result<StoreStats> StoreImpl::stats() {
   s.max_sessions = table_->slot_count();
   s.sessions_recovered = table_->header()->recoveries.load(std::memory_order_relaxed);
   layer_stats(*this, s);
+  // From two layers' figures (heap and index), so here, after both.
+  s.used_bytes_per_key = s.keys != 0 ? double(s.used_bytes) / double(s.keys) : 0;
   for (uint32_t i = 0; i < table_->slot_count(); i++) {
     const session::SessionSlot* sl = table_->slot(i);
     uint32_t st = sl->state.load(std::memory_order_acquire);
