@@ -28,10 +28,10 @@
 #include <thread>
 #include <vector>
 
+#include "api/access.h"
 #include "bench.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 
 // liburcu after Stoa's headers: its map headers define short macros

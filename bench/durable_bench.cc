@@ -795,7 +795,8 @@ void recovery(const Config& cfg, Reporter& rep) {
   const std::string name = "recovery-" + scale;
   // Each trial copies and recovers ~1.3 GB: at most 3 (--quick) or 5.
   const int trials = std::min(cfg.trials, cfg.quick ? 3 : 5);
-  rep.section(name, "Store::recover(dir, RecoverMode::kRebuild): rebuild the data file from " + scale +
+  rep.section(name, "Store::recover(dir, RecoverMode::kRebuild): rebuild the data file from " +
+                        scale +
                         " of log and no checkpoint (transactions of 100 puts of 1 KiB over " +
                         std::to_string(kRecoveryKeys) +
                         " keys, durability kNone, checkpoint_log_bytes 0); each trial recovers a "

@@ -30,12 +30,12 @@
 #include <string>
 #include <vector>
 
+#include "api/access.h"
 #include "log/layout.h"
 #include "session/session_core.h"
-#include "api/access.h"
-#include "store/store_impl.h"
 #include "stoa/options.h"
 #include "stoa/store.h"
+#include "store/store_impl.h"
 #include "util/hash.h"
 
 namespace stoa::fuzz {

@@ -17,10 +17,10 @@
 #include <random>
 #include <vector>
 
+#include "api/access.h"
 #include "region/layout.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 
@@ -585,7 +585,9 @@ TEST_F(BadInput, OtherSessionsBlocksAreRefused) {
   ASSERT_TRUE(s1.ok() && s2.ok());
   auto a = stoa::internal::core_of(*s1)->alloc(100);
   ASSERT_TRUE(a.ok());
-  for (Status st : {stoa::internal::core_of(*s2)->free(*a), stoa::internal::core_of(*s2)->publish(*a), stoa::internal::core_of(*s2)->retire(*a)}) {
+  for (Status st :
+       {stoa::internal::core_of(*s2)->free(*a), stoa::internal::core_of(*s2)->publish(*a),
+        stoa::internal::core_of(*s2)->retire(*a)}) {
     EXPECT_EQ(st.code(), Code::kInvalidArgument) << err(st);
     if (!st.ok()) {
       EXPECT_TRUE(contains(st.error().message(), "belongs to session")) << err(st);

@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
-#include "stoa/store.h"
 #include "api/access.h"
+#include "stoa/store.h"
 #include "store/store_impl.h"
 
 namespace stoa {

@@ -28,6 +28,7 @@
 
 #include <thread>
 
+#include "api/access.h"
 #include "cli_util.h"
 #include "env/sim_env.h"
 #include "index/layout.h"
@@ -35,7 +36,6 @@
 #include "log/record.h"
 #include "region/layout.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 
@@ -832,7 +832,8 @@ TEST_F(DurableCorruption, CorruptionWritesTheFlightRecorder) {
     ASSERT_TRUE(txn->commit().ok());
   }
   internal::StoreImpl* impl = stoa::internal::impl_of(**opened);
-  Error e = impl->corruption(stoa::internal::core_of(*s), Error(Code::kCorrupt, "test damage at offset 42"));
+  Error e = impl->corruption(stoa::internal::core_of(*s),
+                             Error(Code::kCorrupt, "test damage at offset 42"));
   EXPECT_EQ(e.code(), Code::kCorrupt);
   EXPECT_TRUE(contains(e.message(), "test damage at offset 42")) << e.message();
   const std::string marker = "flight recorder written to ";

@@ -7,8 +7,8 @@
 #include <random>
 #include <set>
 
-#include "stoa/store.h"
 #include "api/access.h"
+#include "stoa/store.h"
 #include "store/store_impl.h"
 
 namespace stoa {

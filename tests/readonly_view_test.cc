@@ -14,9 +14,9 @@
 
 #include <cstring>
 
+#include "api/access.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

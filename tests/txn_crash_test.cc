@@ -44,10 +44,10 @@
 #include <thread>
 #include <vector>
 
+#include "api/access.h"
 #include "crash/crash_point.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 #include "test_util.h"
 

@@ -9,9 +9,9 @@
 #include <random>
 #include <thread>
 
+#include "api/access.h"
 #include "session/session_core.h"
 #include "stoa/store.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 
 namespace stoa {

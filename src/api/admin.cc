@@ -6,8 +6,8 @@
 
 #include <utility>
 
-#include "log/checkpoint.h"
 #include "api/access.h"
+#include "log/checkpoint.h"
 #include "store/store_impl.h"
 
 namespace stoa {

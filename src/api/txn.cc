@@ -9,9 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "api/access.h"
 #include "stoa/store.h"
 #include "stoa/txn.h"
-#include "api/access.h"
 #include "store/store_impl.h"
 #include "txn/cursor.h"
 #include "util/clock.h"

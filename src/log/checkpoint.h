@@ -15,10 +15,10 @@
 #include <string_view>
 #include <vector>
 
-#include "stoa/env.h"
 #include "log/layout.h"
 #include "log/record.h"
 #include "region/layout.h"
+#include "stoa/env.h"
 #include "stoa/result.h"
 
 namespace stoa::internal {

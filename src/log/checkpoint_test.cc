@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "stoa/env.h"
 #include "log/checkpoint.h"
 #include "log/log_test_util.h"
+#include "stoa/env.h"
 
 namespace stoa::internal {
 namespace {

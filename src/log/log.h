@@ -19,7 +19,6 @@
 
 #include <functional>
 
-#include "stoa/env.h"
 #include "log/apply.h"
 #include "log/checkpoint.h"
 #include "log/layout.h"
@@ -28,6 +27,7 @@
 #include "region/layout.h"
 #include "session/session_core.h"
 #include "session/session_table.h"
+#include "stoa/env.h"
 #include "stoa/options.h"
 #include "stoa/result.h"
 #include "util/mutex.h"

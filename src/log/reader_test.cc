@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "stoa/env.h"
 #include "log/log_file.h"
 #include "log/log_test_util.h"
 #include "log/reader.h"
+#include "stoa/env.h"
 
 namespace stoa::log {
 namespace {

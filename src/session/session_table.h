@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "stoa/env.h"
 #include "session/layout.h"
+#include "stoa/env.h"
 #include "stoa/result.h"
 #include "util/mutex.h"
 
