@@ -68,8 +68,10 @@ class Btree {
   Result<Offset> version_at(Offset rec, std::string_view key, uint64_t snapshot,
                             bool large = false) const;
 
-  // Walks the whole tree (caller pinned): node shapes and levels, key order
-  // within and across nodes, separator bounds, every node, record and
+  // Walks the whole tree (caller pinned): node shapes and levels, every
+  // checksum (node check words and entry sums, key sums, version header and
+  // value sums, blob values included), key order within and across nodes,
+  // separator bounds and prefix words, every node, record and
   // version a live heap block, version timestamps strictly descending and
   // never past `last_ts`. Appends problems naming offsets; returns records seen.
   uint64_t verify(region::Heap& heap, uint64_t last_ts, std::vector<std::string>* problems) const;
@@ -205,6 +207,8 @@ class Btree {
                      const std::vector<uint64_t>& ptrs, const std::vector<uint64_t>& seps,
                      const std::vector<uint64_t>& prefs, std::vector<Offset>* nodes,
                      std::vector<Offset>* node_seps, std::vector<Offset>& created);
+  // Prefetches the version at `v` (0: none) and its inline value's lines.
+  void prefetch_version(Offset v) const;
   // Whether record `r`'s key can be read and passes its key sum.
   bool key_sound(Offset r) const;
   // kCorrupt: a writer found node `n` failing its entry sum before a copy.

@@ -74,6 +74,7 @@ struct Node {
 inline constexpr size_t kLeafBytes = offsetof(Node, sep);
 inline constexpr size_t kInnerBytes = sizeof(Node);
 static_assert(std::is_standard_layout_v<Node>);
+static_assert(offsetof(Node, prefix) == 16 && kLeafBytes == 16 + 2 * 8 * kFan);
 
 // One key. Never removed from the index in this version (a delete installs
 // a tombstone version), so inner separators may refer to it.
@@ -91,7 +92,6 @@ struct KeyRecord {
   // key_len key bytes follow.
 };
 static_assert(sizeof(KeyRecord) == 24);
-static_assert(offsetof(Node, prefix) == 16 && kLeafBytes == 16 + 2 * 8 * kFan);
 
 inline constexpr uint64_t kTombstone = uint64_t{1} << 63;
 // One committed value of a key. Immutable once linked, except `next`, which

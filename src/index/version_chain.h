@@ -10,7 +10,7 @@
 // recovery's replay (apply), and verify.
 //
 // Checksums (layout.h says what each covers): key_hash() seeds all of
-// them; head_ok() is one multiply-mix per version, value_ok() one XXH3 pass
+// them; head_ok() is one multiply-mix per version, value_sum() one XXH3 pass
 // over the value. check_value() is what a read runs on the version it returns.
 //
 // Thread safety: a reader holds only a Region reference; any number may
@@ -82,10 +82,7 @@ class VersionChain {
       *value = {};
       return {};
     }
-    const uint64_t len = ver.len;  // no tombstone bit here
-    const Offset src = ver.blob != 0 ? ver.blob : v + sizeof(Version);
-    if (!r_->reach(src, len)) return outside(v, len, src);
-    *value = std::string_view(r_->ro(src), size_t(len));
+    STOA_ASSIGN(*value, bytes(v, ver));
     if ((ver.blob == 0 || large) && value_sum(kh, *value) != ver.value_sum) {
       return bad_sum(v, key, "value");
     }
@@ -147,18 +144,21 @@ class VersionChain {
   Result<std::string_view> value(Offset v) const {
     const Version* ver = at(v);
     if (ver == nullptr) return bad_link(v, 0);
-    const uint64_t len = ver->len & ~kTombstone;
-    const Offset src = ver->blob != 0 ? ver->blob : v + sizeof(Version);
-    if (!r_->reach(src, len)) return outside(v, len, src);
-    return std::string_view(r_->ro(src), size_t(len));
+    return bytes(v, *ver);
   }
 
  private:
-  Error outside(Offset v, uint64_t len, Offset src) const {
-    return Error(Code::kCorrupt,
-                 fmt::format("{}: the value of the version at offset {} ({} bytes at offset "
-                             "{}) lies outside the file",
-                             r_->path(), v, len, src));
+  // The value bytes of version `ver` at `v`, if they lie inside the file.
+  Result<std::string_view> bytes(Offset v, const Version& ver) const {
+    const uint64_t len = ver.len & ~kTombstone;
+    const Offset src = ver.blob != 0 ? ver.blob : v + sizeof(Version);
+    if (!r_->reach(src, len)) {
+      return Error(Code::kCorrupt,
+                   fmt::format("{}: the value of the version at offset {} ({} bytes at offset "
+                               "{}) lies outside the file",
+                               r_->path(), v, len, src));
+    }
+    return std::string_view(r_->ro(src), size_t(len));
   }
   Error bad_link(Offset v, uint32_t depth) const {
     if (depth >= kMaxChain) {

@@ -7,19 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 
-// Inlined (XXH_INLINE_ALL): the index checks a short key and value on every
-// read, where a call into the shared library costs as much as the hash.
-#ifndef XXH_INLINE_ALL
-#define XXH_INLINE_ALL
-#endif
-#include <xxhash.h>
-
 namespace stoa::util {
 
 // XXH3-64 of a byte range.
-inline uint64_t checksum64(const void* data, size_t len, uint64_t seed = 0) {
-  return XXH3_64bits_withSeed(data, len, seed);
-}
+uint64_t checksum64(const void* data, size_t len, uint64_t seed = 0);
 
 // A cheap keyed mix of two words (not cryptographic): guards in headers,
 // so a stray copy of a header to another place, or a flipped bit, fails.
