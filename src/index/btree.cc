@@ -11,8 +11,12 @@
 //    CAS. A frozen word can no longer be swapped, so no concurrent child
 //    update can be lost; the writer copies P's children into P', applies its
 //    change, and swaps P' for P in P's parent.
-//  - Keys are never removed from the index (deletes are tombstone versions),
-//    so a separator's record stays valid and every split boundary is stable.
+//  - A separator is a record of its own (kSeparator), made when a leaf
+//    splits and retired when a merge drops it, so removing a key's record
+//    from its leaf (btree_remove.cc) never leaves a separator dangling.
+//  - The key range of a node's child i is fixed while that node is linked:
+//    a child word is swapped only for a node with the same range, and a
+//    change of ranges (split, merge) replaces the parent itself.
 //
 // Death. A writer killed at any point leaves the tree whole: either its CAS
 // happened or not. Nodes it built but did not link are kOwned or kLive
@@ -283,11 +287,11 @@ Result<Offset> Btree::new_node(internal::SessionCore& s, NodeKind kind, uint32_t
   return n;
 }
 
-Result<Offset> Btree::new_record(internal::SessionCore& s, std::string_view key) {
+Result<Offset> Btree::new_record(internal::SessionCore& s, std::string_view key, uint64_t lock) {
   STOA_ASSIGN(Offset r, s.alloc(sizeof(KeyRecord) + key.size()));
   KeyRecord* k = reinterpret_cast<KeyRecord*>(s.write_ptr(r));
   k->head.store(0, std::memory_order_relaxed);
-  k->lock.store(0, std::memory_order_relaxed);
+  k->lock.store(lock, std::memory_order_relaxed);
   k->key_len = uint32_t(key.size());
   k->key_sum = uint32_t(VersionChain::key_hash(key));
   std::memcpy(reinterpret_cast<char*>(k) + sizeof(KeyRecord), key.data(), key.size());
@@ -329,7 +333,15 @@ Status Btree::build_nodes(internal::SessionCore& s, NodeKind kind, uint32_t leve
     q->sum = node_sum(*q);
     STOA_TRY(s.publish(o));
     nodes->push_back(o);
-    node_seps->push_back(kind == NodeKind::kInner ? seps[from] : ptrs[from]);
+    if (kind == NodeKind::kInner) {
+      node_seps->push_back(seps[from]);
+    } else if (from == 0) {
+      node_seps->push_back(0);
+    } else {
+      STOA_ASSIGN(Offset sep, new_record(s, key_of(ptrs[from]), kSeparator));
+      created.push_back(sep);
+      node_seps->push_back(sep);
+    }
   }
   return {};
 }
@@ -418,6 +430,34 @@ Status Btree::help(internal::SessionCore& s, std::vector<Step>& path, size_t dep
   return ok.ok() ? Status{} : Status(std::move(ok).error());
 }
 
+Result<std::optional<Offset>> Btree::descend(internal::SessionCore& s, std::string_view key,
+                                             uint64_t kp, std::vector<Step>& path, Offset* hi,
+                                             uint64_t* hi_prefix) {
+  Offset cur = hdr_->root.load(std::memory_order_acquire);
+  while (cur != 0) {
+    const Node* nd = node(cur);
+    if (nd->count > kFan || path.size() > kMaxDepth ||
+        (nd->kind != uint16_t(NodeKind::kLeaf) && nd->kind != uint16_t(NodeKind::kInner))) {
+      return Error(Code::kCorrupt,
+                   fmt::format("{}: index node at offset {} is damaged", region_->path(), cur));
+    }
+    if (nd->kind == uint16_t(NodeKind::kLeaf)) break;
+    const int c = child_index(nd, key, kp);
+    if (c + 1 < nd->count) {
+      *hi = nd->sep[c + 1];
+      *hi_prefix = nd->prefix[c + 1];
+    }
+    path.push_back({cur, c});
+    const uint64_t w = nd->ptr[c].load(std::memory_order_acquire);
+    if (w & kFrozen) {
+      STOA_TRY(help(s, path, path.size() - 1));
+      return std::optional<Offset>{};
+    }
+    cur = w;
+  }
+  return std::optional<Offset>{cur};
+}
+
 Result<Offset> Btree::find_or_insert(internal::SessionCore& s, std::string_view key) {
   std::vector<Offset> recs;
   STOA_TRY(find_or_insert_batch(s, {key}, &recs));
@@ -448,39 +488,15 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
     path.clear();
     created.clear();
     replaced.clear();
-    // Descend to keys[i]'s leaf, keeping the tightest upper bound seen.
     Offset hi = 0;
     uint64_t hi_prefix = 0;
-    Offset cur = hdr_->root.load(std::memory_order_acquire);
-    bool helped = false;
-    while (cur != 0) {
-      const Node* nd = node(cur);
-      if (nd->count > kFan || path.size() > kMaxDepth ||
-          (nd->kind != uint16_t(NodeKind::kLeaf) && nd->kind != uint16_t(NodeKind::kInner))) {
-        cleanup();
-        return Error(Code::kCorrupt,
-                     fmt::format("{}: index node at offset {} is damaged", region_->path(), cur));
-      }
-      if (nd->kind == uint16_t(NodeKind::kLeaf)) break;
-      int c = child_index(nd, keys[i], kps[i]);
-      if (c + 1 < nd->count) {
-        hi = nd->sep[c + 1];
-        hi_prefix = nd->prefix[c + 1];
-      }
-      path.push_back({cur, c});
-      uint64_t w = nd->ptr[c].load(std::memory_order_acquire);
-      if (w & kFrozen) {
-        Status st = help(s, path, path.size() - 1);
-        if (!st.ok()) {
-          cleanup();
-          return st;
-        }
-        helped = true;
-        break;
-      }
-      cur = w;
+    auto leaf_at = descend(s, keys[i], kps[i], path, &hi, &hi_prefix);
+    if (!leaf_at.ok()) {
+      cleanup();
+      return std::move(leaf_at).error();
     }
-    if (helped) continue;
+    if (!leaf_at->has_value()) continue;  // helped a frozen node: again from the root
+    const Offset cur = **leaf_at;
     // The keys that belong in this leaf, merged with its entries.
     size_t j = i;
     while (j < n && (hi == 0 || compare(keys[j], kps[j], hi_prefix, hi) < 0)) j++;
@@ -491,6 +507,7 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
       return damaged_copy(cur);
     }
     const int count = leaf != nullptr ? leaf->count : 0;
+    std::vector<Offset> dead;  // kRemoved records this copy drops
     bool added = false;
     int e = 0;
     for (size_t k = i; k < j; k++) {
@@ -502,8 +519,15 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
       }
       if (e < count && compare(keys[k], kps[k], leaf->prefix[e],
                                leaf->ptr[e].load(std::memory_order_relaxed)) == 0) {
-        (*recs)[k] = leaf->ptr[e].load(std::memory_order_relaxed);
-        continue;  // present: stays where it is
+        const Offset r = leaf->ptr[e].load(std::memory_order_relaxed);
+        if (record(r)->lock.load(std::memory_order_acquire) != kRemoved) {
+          (*recs)[k] = r;
+          continue;  // present: stays where it is
+        }
+        // Leaving the index (btree_remove.cc): the key is absent to every
+        // snapshot, so a fresh record takes the entry's place.
+        dead.push_back(r);
+        e++;
       }
       if (fresh[k] == 0) {
         auto r = new_record(s, keys[k]);
@@ -543,11 +567,16 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
     if (linked.ok() && *linked) {
       STOA_CRASH_POINT(kIndexCas);
       for (Offset o : replaced) (void)s.retire(o);
+      for (Offset r : dead) retire_record(s, r);
       for (size_t k = i; k < j; k++) {
         if (fresh[k] != 0 && (*recs)[k] == fresh[k]) {
           fresh[k] = 0;  // linked now
           hdr_->records.fetch_add(1, std::memory_order_relaxed);
         }
+      }
+      if (!dead.empty()) {
+        hdr_->records.fetch_sub(dead.size(), std::memory_order_relaxed);
+        hdr_->removed.fetch_add(dead.size(), std::memory_order_relaxed);
       }
       i = j;
       continue;
@@ -559,162 +588,6 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
     }
   }
   return {};
-}
-
-// ---------------------------------------------------------------------------
-// Verification
-
-namespace {
-
-// What verify() collects: problems, at most 100, each naming an offset.
-class Verifier {
- public:
-  Verifier(region::Heap& heap, const std::string& path, std::vector<std::string>* out)
-      : heap_(heap), path_(path), out_(out) {}
-  void problem(std::string s) {
-    if (out_->size() < 100) out_->push_back(fmt::format("{}: index: {}", path_, s));
-  }
-  // Whether `off` is a live heap block of at least `need` bytes.
-  bool live_block(Offset off, size_t need, const char* what) {
-    auto sz = heap_.usable_size(off);
-    if (!sz.ok()) {
-      problem(fmt::format("{} at offset {}: {}", what, off, sz.error().message()));
-      return false;
-    }
-    if (*sz < need) {
-      problem(fmt::format("{} at offset {}: block of {} bytes, needs {}", what, off, *sz, need));
-      return false;
-    }
-    return true;
-  }
-
- private:
-  region::Heap& heap_;
-  const std::string& path_;
-  std::vector<std::string>* out_;
-};
-
-// A key record's checksum and every version of its chain: live blocks,
-// timestamps strictly descending and never past `last_ts`, both checksums
-// (blob values included).
-void verify_versions(Verifier& vf, const VersionChain& chain, Offset r, const KeyRecord& k,
-                     std::string_view key, uint64_t last_ts) {
-  const uint64_t kh = VersionChain::key_hash(key);
-  if (uint32_t(kh) != k.key_sum) {
-    vf.problem(fmt::format("key record at offset {} (key {}): fails its checksum", r,
-                           VersionChain::printable(key)));
-    return;
-  }
-  uint64_t prev_ts = last_ts + 1;
-  Status walked =
-      chain.walk(k.head.load(std::memory_order_acquire), [&](Offset v, const Version& ver) {
-        if (!vf.live_block(v, sizeof(Version), "version")) return false;
-        if (ver.ts >= prev_ts || ver.ts == 0) {
-          vf.problem(fmt::format("version at offset {}: timestamp {} after {} in its chain", v,
-                                 ver.ts, prev_ts));
-          return false;
-        }
-        uint64_t len = ver.len & ~kTombstone;
-        if (ver.blob != 0 ? !vf.live_block(ver.blob, len, "value blob")
-                          : !vf.live_block(v, sizeof(Version) + len, "version")) {
-          return false;
-        }
-        std::string_view value;
-        Status st = VersionChain::head_ok(ver, kh)
-                        ? chain.check_value(v, ver, key, kh, true, &value)
-                        : Status(chain.bad_sum(v, key, "header"));
-        if (!st.ok()) {
-          vf.problem(st.error().message());
-          return false;
-        }
-        prev_ts = ver.ts;
-        return true;
-      });
-  if (!walked.ok()) vf.problem(walked.error().message());
-}
-
-}  // namespace
-
-uint64_t Btree::verify(region::Heap& heap, uint64_t last_ts,
-                       std::vector<std::string>* problems) const {
-  Verifier vf(heap, region_->path(), problems);
-  const VersionChain chain(*region_);
-  uint64_t records = 0;
-  std::string prev_key;
-  bool have_prev = false;
-  struct Frame {
-    Offset node;
-    int level;
-    Offset lo, hi;  // separator records bounding its keys (0: none)
-  };
-  // Depth-first, children in order, so leaves come left to right and every
-  // key must exceed the one before it; each key also lies within the
-  // separators above it.
-  std::vector<Frame> stack;
-  Offset root = hdr_->root.load(std::memory_order_acquire);
-  if (root != 0) stack.push_back({root, -1, 0, 0});
-  while (!stack.empty()) {
-    Frame f = stack.back();
-    stack.pop_back();
-    if (!vf.live_block(f.node, kLeafBytes, "node")) continue;
-    const Node* n = node(f.node);
-    const bool leaf = n->kind == uint16_t(NodeKind::kLeaf);
-    if ((!leaf && n->kind != uint16_t(NodeKind::kInner)) || n->count == 0 || n->count > kFan ||
-        (f.level >= 0 && int(n->level) != f.level) || (leaf != (n->level == 0))) {
-      vf.problem(fmt::format("node at offset {}: kind {} count {} level {}", f.node, n->kind,
-                             n->count, n->level));
-      continue;
-    }
-    if (n->check != node_check(*n, f.node)) {
-      vf.problem(fmt::format("node at offset {}: fails its check word", f.node));
-      continue;
-    }
-    if (n->sum != node_sum(*n)) {
-      vf.problem(fmt::format("node at offset {}: fails its entry checksum", f.node));
-    }
-    if (!leaf) {
-      if (!vf.live_block(f.node, kInnerBytes, "inner node")) continue;
-      for (int i = n->count - 1; i >= 0; i--) {
-        if (i > 0 && prefix_of(key_of(n->sep[i])) != n->prefix[i]) {
-          vf.problem(
-              fmt::format("inner node at offset {}: separator {} prefix does not match "
-                          "its key",
-                          f.node, i));
-        }
-        Offset c = n->ptr[i].load(std::memory_order_acquire) & ~kFrozen;
-        stack.push_back({c, int(n->level) - 1, i > 0 ? n->sep[i] : f.lo,
-                         i + 1 < n->count ? n->sep[i + 1] : f.hi});
-      }
-      continue;
-    }
-    for (int i = 0; i < n->count; i++) {
-      Offset r = n->ptr[i].load(std::memory_order_relaxed);
-      if (!vf.live_block(r, sizeof(KeyRecord), "key record")) continue;
-      const KeyRecord* k = record(r);
-      if (k->key_len == 0 || k->key_len > kMaxKeySize ||
-          !vf.live_block(r, sizeof(KeyRecord) + k->key_len, "key record")) {
-        vf.problem(fmt::format("key record at offset {}: key length {}", r, k->key_len));
-        continue;
-      }
-      std::string_view key = key_of(r);
-      if (prefix_of(key) != n->prefix[i]) {
-        vf.problem(
-            fmt::format("leaf at offset {}: entry {} prefix does not match its key", f.node, i));
-      }
-      if (have_prev && !(std::string_view(prev_key) < key)) {
-        vf.problem(fmt::format("leaf at offset {}: keys out of order at entry {}", f.node, i));
-      }
-      if ((f.lo != 0 && key < key_of(f.lo)) || (f.hi != 0 && !(key < key_of(f.hi)))) {
-        vf.problem(
-            fmt::format("leaf at offset {}: entry {} lies outside its separators", f.node, i));
-      }
-      prev_key.assign(key);
-      have_prev = true;
-      records++;
-      verify_versions(vf, chain, r, *k, key, last_ts);
-    }
-  }
-  return records;
 }
 
 // ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -48,6 +49,15 @@ class Btree {
   // are inserted with one copy of that leaf. recs[i] is keys[i]'s record.
   Status find_or_insert_batch(internal::SessionCore& s, const std::vector<std::string_view>& keys,
                               std::vector<Offset>* recs);
+
+  // Unlinks from the leaves the records marked kRemoved (index/layout.h)
+  // among `keys` (sorted, distinct), with every other kRemoved record in
+  // the leaves they land in. A node left under kMinFill entries merges with
+  // a neighbour, and so on up (a root left with one child gives way to it).
+  // Each record unlinked is retired with its versions (btree_remove.cc).
+  // Returns how many were unlinked. Errors: kFull, kCorrupt.
+  Result<uint64_t> unlink_removed(internal::SessionCore& s,
+                                  const std::vector<std::string_view>& keys);
 
   std::string_view key_of(Offset record) const;
 
@@ -184,15 +194,47 @@ class Btree {
     Offset node;
     int idx;  // child index taken in this node
   };
+  // A node's entries as parallel arrays (seps: inner nodes only; [0] unused).
+  struct Entries {
+    std::vector<uint64_t> ptrs, seps, prefs;
+    size_t size() const { return ptrs.size(); }
+    void add(uint64_t ptr, uint64_t sep, uint64_t pref) {
+      ptrs.push_back(ptr);
+      seps.push_back(sep);
+      prefs.push_back(pref);
+    }
+  };
   const Node* node(Offset n) const;
   Node* node_rw(Offset n) const;
+  // Descends from the root to the leaf for `key`, recording the inner steps
+  // in `path` and the tightest separator above the key in *hi (0: none).
+  // Returns the leaf (0: empty tree), or nullopt when it met a frozen child
+  // word and replaced that node (help), so the caller starts again.
+  Result<std::optional<Offset>> descend(internal::SessionCore& s, std::string_view key,
+                                        uint64_t kp, std::vector<Step>& path, Offset* hi,
+                                        uint64_t* hi_prefix);
+  // The entries of `n` (child words without the frozen bit).
+  Entries entries_of(const Node* n) const;
+  // Replaces path[depth] (old, of `kind` at `level`) by a node holding
+  // `e`, which has fewer entries than old: one CAS when e keeps at least
+  // kMinFill entries or old is the root; else old merges with a neighbour
+  // under a frozen copy of its parent, which is then shrunk the same way.
+  // Returns as replace() does; blocks to retire on success (old nodes and
+  // the separators merges drop) go to `replaced`.
+  Result<bool> shrink(internal::SessionCore& s, std::vector<Step>& path, size_t depth, Offset old,
+                      NodeKind kind, uint32_t level, Entries e, std::vector<Offset>& created,
+                      std::vector<Offset>& replaced);
+  // Retires a record unlinked from its leaf, with its versions and blobs.
+  void retire_record(internal::SessionCore& s, Offset r) const;
   int child_index(const Node* n, std::string_view key, uint64_t kp) const;
   int leaf_lower_bound(const Node* n, std::string_view key, uint64_t kp, bool* found) const;
   // Whether leaf `n`, reached between separator records `lo` and `hi` (0:
   // unbounded), may truly lack `key`, which would stand at `pos`.
   bool miss_sound(const Node* n, int pos, std::string_view key, Offset lo, Offset hi) const;
   Result<Offset> new_node(internal::SessionCore& s, NodeKind kind, uint32_t level);
-  Result<Offset> new_record(internal::SessionCore& s, std::string_view key);
+  // A key record for `key` (lock word `lock`: 0, or kSeparator for a
+  // separator), published, not linked.
+  Result<Offset> new_record(internal::SessionCore& s, std::string_view key, uint64_t lock = 0);
   // Replaces path[depth] (old; 0 for an empty tree's missing root) by
   // nodes[0..k), seps[i] (i >= 1) being the record of the lowest key of
   // nodes[i]. Returns true when linked; false when the tree changed under it
@@ -202,7 +244,9 @@ class Btree {
                        std::vector<Offset> nodes, std::vector<Offset> seps,
                        std::vector<Offset>& created, std::vector<Offset>& replaced);
   // Builds nodes of `kind` at `level` from parallel arrays, split into
-  // chunks of at most kFill entries; returns them and their separators.
+  // chunks of at most kFill entries; returns them and their separators
+  // (for leaves: new separator records of each chunk's first key, 0 for
+  // the first chunk, which keeps the separator above it).
   Status build_nodes(internal::SessionCore& s, NodeKind kind, uint32_t level,
                      const std::vector<uint64_t>& ptrs, const std::vector<uint64_t>& seps,
                      const std::vector<uint64_t>& prefs, std::vector<Offset>* nodes,

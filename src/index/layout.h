@@ -38,12 +38,17 @@ struct IndexHeader {  // the index's root (store/layout.h places it)
   // on it: a futex in the shared mapping).
   std::atomic<uint32_t> commit_futex;
   std::atomic<uint32_t> waiters;
-  std::atomic<uint64_t> records;  // key records created (relaxed: stats)
+  // Key records in the leaves: created minus removed (relaxed: stats; a
+  // writer killed between its CAS and the count leaves it off by its batch).
+  std::atomic<uint64_t> records;
   // Commits installed since the data file was made or rebuilt (relaxed
   // increments after install; on the line committers already write): the
   // clock of Options::max_snapshot_lag (txn/expiry.cc) and of stats.
   std::atomic<uint64_t> commits;
-  uint64_t reserved[7];
+  // Records removed from the index (deleted keys no snapshot can read;
+  // relaxed increments after the unlinking CAS: stats).
+  std::atomic<uint64_t> removed;
+  uint64_t reserved[6];
 };
 static_assert(std::is_standard_layout_v<IndexHeader>);
 static_assert(sizeof(IndexHeader) <= 1024 && offsetof(IndexHeader, commits) == 56);
@@ -53,7 +58,10 @@ enum class NodeKind : uint16_t { kLeaf = 1, kInner = 2 };
 // A node never changes once linked into the tree, except the child words of
 // an inner node, which writers swap by CAS (or freeze before replacing the
 // node). Leaves hold key records; inner nodes hold children and, for i >= 1,
-// the record whose key is the lowest key of child i.
+// a separator: a record of its own (lock kSeparator, no versions) holding a
+// key k with every key of child i-1 < k <= every key of child i. Separators
+// are copies, never a leaf's record, so a key's record can leave the index
+// while its key still routes lookups.
 struct Node {
   uint16_t kind;
   uint16_t count;
@@ -76,14 +84,17 @@ inline constexpr size_t kInnerBytes = sizeof(Node);
 static_assert(std::is_standard_layout_v<Node>);
 static_assert(offsetof(Node, prefix) == 16 && kLeafBytes == 16 + 2 * 8 * kFan);
 
-// One key. Never removed from the index in this version (a delete installs
-// a tombstone version), so inner separators may refer to it.
+// One key. A delete installs a tombstone version; once no snapshot can
+// read anything older (the tombstone is at or below the trim threshold),
+// the record is marked kRemoved and unlinked from its leaf (btree.cc).
 struct KeyRecord {
   // Newest version, 0 when none. Stored (release) by the lock holder at
   // install; loaded (acquire) by readers.
   std::atomic<uint64_t> head;
-  // 0, or the committing session: ((slot + 1) << 32) | generation. CAS by
-  // the committer (acquire) and cleared (release) after install.
+  // 0; or the committing (or removing) session: ((slot + 1) << 32) |
+  // generation, CAS by it (acquire) and cleared (release) after install;
+  // or kRemoved, stored (release) by the holder in place of its own word
+  // and never changed again; or kSeparator from creation.
   std::atomic<uint64_t> lock;
   uint32_t key_len;
   // The low 32 bits of key_hash(key): set at creation, checked by every read
@@ -92,6 +103,13 @@ struct KeyRecord {
   // key_len key bytes follow.
 };
 static_assert(sizeof(KeyRecord) == 24);
+// The record is leaving the index: its newest version is a tombstone no
+// snapshot can read past. Writers that meet it take a fresh record.
+inline constexpr uint64_t kRemoved = ~uint64_t{0};
+// An inner node's separator, not a key's record.
+inline constexpr uint64_t kSeparator = ~uint64_t{0} - 1;
+// Leaves and inner nodes left under this many entries merge with a neighbour.
+inline constexpr uint32_t kMinFill = kFan / 4;
 
 inline constexpr uint64_t kTombstone = uint64_t{1} << 63;
 // One committed value of a key. Immutable once linked, except `next`, which

@@ -23,6 +23,9 @@ enum class CommitState : uint32_t {
   kLocking = 1,     // building the list and locking records
   kValidating = 2,  // has a timestamp; checking reads
   kInstalling = 3,  // commit point passed: must be rolled forward
+  // Locking deleted keys' records to mark them kRemoved (txn_manager.cc,
+  // index/btree_remove.cc): nothing to roll forward; a survivor unlocks.
+  kRemoving = 4,
 };
 
 // A commit timestamp is being taken: the watermark must not pass anything.

@@ -299,6 +299,8 @@ Status TxnImpl::rollback_to(uint32_t sp) {
 bool TxnImpl::changed(uint64_t rec) const {
   const index::KeyRecord* k = mgr_->tree().record(rec);
   uint64_t lock = k->lock.load(std::memory_order_acquire);
+  // kRemoved: its tombstone is at or below every snapshot, ours included.
+  if (lock == index::kRemoved) return false;
   if (lock != 0 && lock != TxnManager::lock_word(s_->slot(), s_->generation())) return true;
   // A head that cannot name a version reads as unchanged; reads of the key
   // report the damage (Btree::version_at).
@@ -410,6 +412,18 @@ Result<uint64_t> TxnImpl::commit() {
     pairs[i] = txn::CommitPair{recs[i], v};
     t.list_count.store(i + 1, std::memory_order_release);
     Status st = mgr_->lock(*s_, tree.record_rw(recs[i]));
+    for (int again = 0; !st.ok() && st.error().code() == Code::kNotFound && again < 64; again++) {
+      // The record left the index after find_or_insert_batch returned it
+      // (a deleted key no snapshot reads: txn_manager.cc): take the key's
+      // fresh one. Listed before it is locked, as every entry is.
+      auto fresh = tree.find_or_insert(*s_, key);
+      if (!fresh.ok()) {
+        st = std::move(fresh).error();
+        break;
+      }
+      pairs[i].record = *fresh;
+      st = mgr_->lock(*s_, tree.record_rw(*fresh));
+    }
     if (!st.ok()) {
       release_commit(i, false);
       abort();
@@ -421,11 +435,13 @@ Result<uint64_t> TxnImpl::commit() {
   // The log record's ops (log.cc): key order, values read from our versions.
   std::vector<log::Op> ops;
   ops.reserve(n);
+  std::vector<std::string> deleted;  // noted for removal once installed
   for (const auto& [key, v] : writes_) {
     log::Op op;
     op.key = key;
     op.kind = is_tombstone(v) ? log::OpKind::kDelete : log::OpKind::kPut;
     if (op.kind == log::OpKind::kPut) op.value = value_of(v);
+    if (op.kind == log::OpKind::kDelete) deleted.push_back(key);
     ops.push_back(op);
   }
   const uint64_t len = log::commit_size(ops);
@@ -476,9 +492,13 @@ Result<uint64_t> TxnImpl::commit() {
   writes_.clear();  // installed: no longer ours to free
   STOA_CRASH_POINT(kCommitReleased);
   mgr_->notify_commit();
+  if (!deleted.empty()) mgr_->note_deleted(std::move(deleted), cts);
   mgr_->await_visible(cts);
   end();
   STOA_CRASH_POINT(kCommitVisible);
+  // Deleted keys that no snapshot can read any more leave the index (this
+  // commit's, or earlier ones of this process): amortized over commits.
+  mgr_->remove_deleted(*s_);
   // Installed and visible; now the promise of the durability mode.
   if (!logged.ok()) return std::move(logged).error();
   STOA_TRY(lg.after_commit(cts, ctx_->durability));

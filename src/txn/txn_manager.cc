@@ -21,6 +21,18 @@
 // only the snapshots that are not. The trimmer expires those past their
 // bound as it scans.
 //
+// Removal of deleted keys (remove_deleted; index/btree_remove.cc has the
+// tree's half). Commits note the keys they delete. After a later commit of
+// this process, once the trim threshold has passed a noted tombstone, the
+// remover lists the key's record in its slot (state kRemoving), locks it
+// as a committer would, and if its head is still a tombstone at or below
+// the threshold stores kRemoved in place of its lock word; else it
+// unlocks. Then the tree unlinks the marked records. A committer whose lock
+// attempt meets kRemoved takes the key's fresh record instead (txn.cc).
+// Noted keys live in this process's memory: a process that exits before
+// its tombstones pass the threshold leaves those records in the index
+// (absent to every reader) until a writer of the key replaces them.
+//
 // Death. A committer's slot holds its commit record (txn/layout.h). Before
 // the dead session's memory is reclaimed, recover() reads the record: in
 // kInstalling it installs every listed version not yet at its record's head
@@ -40,6 +52,7 @@
 
 #include <fmt/format.h>
 
+#include "crash/crash_point.h"
 #include "index/version_chain.h"
 #include "log/log.h"
 #include "session/session_table.h"
@@ -117,6 +130,9 @@ Status TxnManager::lock(SessionCore& s, index::KeyRecord* rec) {
     uint64_t expected = 0;
     if (rec->lock.compare_exchange_strong(expected, mine, std::memory_order_acquire)) return {};
     if (expected == mine) return {};
+    if (expected == index::kRemoved) {
+      return Error(Code::kNotFound, "the key's record has left the index");
+    }
     uint64_t now = util::mono_ns();
     if (start == 0) start = last_probe = now;
     if (now - last_probe > kProbeEveryNs) {
@@ -191,6 +207,70 @@ void TxnManager::trim(SessionCore& s, index::KeyRecord* rec) {
   });
 }
 
+void TxnManager::note_deleted(std::vector<std::string> keys, uint64_t ts) {
+  util::MutexLock l(pending_mu_);
+  for (std::string& k : keys) pending_.push_back(Deleted{std::move(k), ts});
+  pending_n_.store(pending_.size(), std::memory_order_relaxed);
+}
+
+void TxnManager::remove_deleted(SessionCore& s) {
+  if (pending_n_.load(std::memory_order_relaxed) == 0) return;
+  if (!remove_mu_.try_lock()) return;
+  auto unlock = util::scope_exit([&] { remove_mu_.unlock(); });
+  const uint64_t horizon = trim_threshold();
+  std::vector<std::string> due;
+  {
+    util::MutexLock l(pending_mu_);
+    while (!pending_.empty() && pending_.front().ts <= horizon) {
+      due.push_back(std::move(pending_.front().key));
+      pending_.pop_front();
+    }
+    pending_n_.store(pending_.size(), std::memory_order_relaxed);
+  }
+  if (due.empty()) return;
+  std::sort(due.begin(), due.end());
+  due.erase(std::unique(due.begin(), due.end()), due.end());
+  s.pin();
+  auto unpin = util::scope_exit([&] { s.unpin(); });
+  auto list = s.alloc(due.size() * sizeof(txn::CommitPair));
+  if (!list.ok()) return;  // full: the keys stay (absent to readers) until a writer replaces them
+  txn::TxnSlot& t = txn::txn_of(*s.slot_ptr());
+  auto* pairs = reinterpret_cast<txn::CommitPair*>(s.write_ptr(*list));
+  t.list = *list;
+  t.list_count.store(0, std::memory_order_relaxed);
+  t.state.store(uint32_t(txn::CommitState::kRemoving), std::memory_order_release);
+  const uint64_t mine = lock_word(s.slot(), s.generation());
+  const index::VersionChain chain(*ctx_.region);
+  std::vector<std::string_view> marked;
+  uint64_t listed = 0;
+  for (const std::string& key : due) {
+    const uint64_t rec = tree_.find(key);
+    if (rec == 0 || rec == index::Btree::kDamaged) continue;
+    pairs[listed] = txn::CommitPair{rec, 0};
+    t.list_count.store(++listed, std::memory_order_release);  // listed before it is locked
+    index::KeyRecord* k = tree_.record_rw(rec);
+    uint64_t expected = 0;
+    if (!k->lock.compare_exchange_strong(expected, mine, std::memory_order_acquire)) continue;
+    const index::Version* head = chain.at(k->head.load(std::memory_order_acquire));
+    const bool gone =
+        head != nullptr && index::VersionChain::tombstone(*head) && head->ts <= horizon;
+    k->lock.store(gone ? index::kRemoved : 0, std::memory_order_release);
+    if (gone) marked.push_back(key);
+  }
+  STOA_CRASH_POINT(kIndexRemoveMarked);
+  t.state.store(uint32_t(txn::CommitState::kIdle), std::memory_order_release);
+  t.list = 0;
+  t.list_count.store(0, std::memory_order_relaxed);
+  (void)s.free(*list);
+  if (marked.empty()) return;
+  auto unlinked = tree_.unlink_removed(s, marked);
+  // Damage met on the way: the recorder goes to a file; the marked records
+  // stay linked (absent to every reader) for a writer of the key to replace.
+  if (!unlinked.ok() && unlinked.error().code() == Code::kCorrupt) {
+    (void)ctx_.corruption(&s, std::move(unlinked).error());
+  }
+}
+
 void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_gen) {
   txn::TxnSlot& t = txn::txn_of(*sl);
   const auto state = txn::CommitState(t.state.load(std::memory_order_acquire));
@@ -201,7 +281,7 @@ void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_
   session::RecoveryCounters& counters = ctx_.table->header()->counters;
   if (state == txn::CommitState::kInstalling) {
     counters.rolled_forward.fetch_add(1, std::memory_order_relaxed);
-  } else if (state != txn::CommitState::kIdle) {
+  } else if (state != txn::CommitState::kIdle && state != txn::CommitState::kRemoving) {
     counters.undone.fetch_add(1, std::memory_order_relaxed);
   }
   // Its log range first (log.cc): the record again from the commit list if
@@ -328,6 +408,11 @@ Status TxnManager::apply(SessionCore& s, uint64_t ts, std::vector<log::Op> ops) 
   auto unpin = util::scope_exit([&] { s.unpin(); });
   std::vector<uint64_t> recs;
   STOA_TRY(tree_.find_or_insert_batch(s, keys, &recs));
+  std::vector<std::string> deleted;
+  for (const log::Op& op : ops) {
+    if (op.kind == log::OpKind::kDelete) deleted.emplace_back(op.key);
+  }
+  if (!deleted.empty()) note_deleted(std::move(deleted), ts);
   const index::VersionChain chain(*ctx_.region);
   for (size_t i = 0; i < ops.size(); i++) {
     STOA_ASSIGN(uint64_t v,

@@ -8,7 +8,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "index/btree.h"
 #include "log/record.h"
@@ -16,6 +19,7 @@
 #include "stoa/result.h"
 #include "txn/layout.h"
 #include "txn/txn_context.h"
+#include "util/mutex.h"
 
 namespace stoa::internal {
 
@@ -63,6 +67,16 @@ class TxnManager {
   // back, so the watermark may reach the last timestamp handed out.
   void reset_alone();
 
+  // Keys a commit of this process deleted at `ts`: their records leave the
+  // index once the trim threshold passes ts (remove_deleted).
+  void note_deleted(std::vector<std::string> keys, uint64_t ts);
+  // Marks kRemoved, and unlinks from the index, the records of noted keys
+  // whose tombstone the trim threshold has passed (index/layout.h,
+  // index/btree_remove.cc). For a session in no transaction. One caller
+  // per process does the work at a time; the others return at once, as
+  // does every caller when nothing is due (one relaxed load).
+  void remove_deleted(SessionCore& s);
+
   // Wakes Txn::retry waiters after a commit.
   void notify_commit();
 
@@ -82,6 +96,16 @@ class TxnManager {
   index::Btree tree_;
   std::atomic<uint64_t> threshold_{0};
   std::atomic<uint64_t> threshold_at_ns_{0};
+  struct Deleted {
+    std::string key;
+    uint64_t ts;
+  };
+  util::Mutex pending_mu_;  // held only to push or pop
+  std::deque<Deleted> pending_ GUARDED_BY(pending_mu_);  // in roughly commit order
+  // pending_.size(), stored under pending_mu_ and read without it (relaxed)
+  // so that a commit with nothing due skips both mutexes.
+  std::atomic<uint64_t> pending_n_{0};
+  util::Mutex remove_mu_;  // held (try_lock) by the one remover
 };
 
 }  // namespace stoa::internal
