@@ -96,6 +96,7 @@ Json stats_json(const StoreStats& s) {
                            {"heap_repaired", s.recovery.heap_repaired},
                            {"heap_rebuilt", s.recovery.heap_rebuilt}}},
          {"keys", s.keys},
+         {"keys_removed", s.keys_removed},
          {"used_bytes_per_key", s.used_bytes_per_key},
          {"commits", s.commits},
          {"snapshots_expired", s.snapshots_expired},
@@ -152,8 +153,9 @@ void print_stats(const StoreStats& s) {
       rc.rolled_forward, rc.undone, rc.log_settled, rc.nodes_unfrozen, rc.heap_repaired,
       rc.heap_rebuilt);
   fmt::print(
-      "keys           {} (last commit ts {}, visible up to ts {}); {:.1f} used bytes a key\n",
-      s.keys, s.last_commit_ts, s.visible_ts, s.used_bytes_per_key);
+      "keys           {} (last commit ts {}, visible up to ts {}); {:.1f} used bytes a key; "
+      "{} deleted keys removed\n",
+      s.keys, s.last_commit_ts, s.visible_ts, s.used_bytes_per_key, s.keys_removed);
   fmt::print("durable        up to ts {}{}\n", s.durable_ts,
              s.durable_ts >= s.last_commit_ts
                  ? " (every commit)"

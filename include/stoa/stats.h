@@ -67,7 +67,8 @@ struct StoreStats {
   uint64_t purgatory_objects = 0;
   uint64_t sessions_recovered = 0;  // dead sessions reclaimed since the lock file was made
   RecoveryCounts recovery;          // the recovery branches those reclaims took
-  uint64_t keys = 0;                // key records in the index (deleted keys included)
+  uint64_t keys = 0;                // key records in the index (deleted keys until removed)
+  uint64_t keys_removed = 0;        // deleted keys' records removed from the index so far
   double used_bytes_per_key = 0;    // used_bytes / keys (0 with no keys): space per key
   uint64_t commits = 0;             // commits installed since the data file was made or rebuilt
   uint64_t snapshots_expired =

@@ -49,7 +49,7 @@
   X(kIndexFreeze, "index.freeze", "parent frozen, its copy not linked")                        \
   X(kIndexSplit, "index.split", "a node split in two, parent not updated")                     \
   X(kIndexRemoveMarked, "index.remove.marked", "deleted keys marked removed, leaf not copied") \
-  X(kIndexMerge, "index.merge", "a small node merged with a neighbour, parent not linked")   \
+  X(kIndexMerge, "index.merge", "a small node merged with a neighbour, parent not linked")     \
   X(kHeapRunSplit, "heap.run.split", "holding the page lock, free run being split")            \
   X(kHeapRunMerge, "heap.run.merge", "holding the page lock, freed run being merged")          \
   X(kHeapGrow, "heap.grow", "data file extended, new run not in a bin")                        \

@@ -399,7 +399,10 @@ Result<bool> Btree::replace(internal::SessionCore& s, std::vector<Step>& path, s
   }
   std::vector<Offset> up, up_seps;
   STOA_TRY(build_nodes(s, NodeKind::kInner, p->level, ptrs, sp, prefs, &up, &up_seps, created));
-  return replace(s, path, depth - 1, p_off, std::move(up), std::move(up_seps), created, replaced);
+  Result<bool> linked =
+      replace(s, path, depth - 1, p_off, std::move(up), std::move(up_seps), created, replaced);
+  if (linked.ok() && *linked) replaced.push_back(old);  // the node that split goes too
+  return linked;
 }
 
 Status Btree::help(internal::SessionCore& s, std::vector<Step>& path, size_t depth) {

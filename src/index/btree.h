@@ -210,9 +210,8 @@ class Btree {
   // in `path` and the tightest separator above the key in *hi (0: none).
   // Returns the leaf (0: empty tree), or nullopt when it met a frozen child
   // word and replaced that node (help), so the caller starts again.
-  Result<std::optional<Offset>> descend(internal::SessionCore& s, std::string_view key,
-                                        uint64_t kp, std::vector<Step>& path, Offset* hi,
-                                        uint64_t* hi_prefix);
+  Result<std::optional<Offset>> descend(internal::SessionCore& s, std::string_view key, uint64_t kp,
+                                        std::vector<Step>& path, Offset* hi, uint64_t* hi_prefix);
   // The entries of `n` (child words without the frozen bit).
   Entries entries_of(const Node* n) const;
   // Replaces path[depth] (old, of `kind` at `level`) by a node holding

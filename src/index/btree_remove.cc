@@ -187,8 +187,8 @@ Result<uint64_t> Btree::unlink_removed(internal::SessionCore& s,
       continue;
     }
     path.push_back({cur, -1});
-    Result<bool> linked = shrink(s, path, path.size() - 1, cur, NodeKind::kLeaf, 0,
-                                 std::move(keep), created, replaced);
+    Result<bool> linked = shrink(s, path, path.size() - 1, cur, NodeKind::kLeaf, 0, std::move(keep),
+                                 created, replaced);
     if (linked.ok() && *linked) {
       STOA_CRASH_POINT(kIndexCas);
       for (Offset o : replaced) (void)s.retire(o);

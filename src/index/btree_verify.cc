@@ -127,9 +127,10 @@ uint64_t Btree::verify(region::Heap& heap, uint64_t last_ts,
         if (i > 0 && (!vf.live_block(n->sep[i], sizeof(KeyRecord), "separator") ||
                       record(n->sep[i])->lock.load(std::memory_order_relaxed) != kSeparator ||
                       record(n->sep[i])->head.load(std::memory_order_relaxed) != 0)) {
-          vf.problem(fmt::format("inner node at offset {}: separator {} (offset {}) is not a "
-                                 "separator record",
-                                 f.node, i, n->sep[i]));
+          vf.problem(
+              fmt::format("inner node at offset {}: separator {} (offset {}) is not a "
+                          "separator record",
+                          f.node, i, n->sep[i]));
         }
         if (i > 0 && prefix_of(key_of(n->sep[i])) != n->prefix[i]) {
           vf.problem(

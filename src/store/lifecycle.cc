@@ -26,6 +26,7 @@ void txn_reset_slot(StoreImpl&, session::SessionSlot* sl) { txn::reset(txn::txn_
 void txn_stats(StoreImpl& s, StoreStats& out) {
   const index::IndexHeader* ih = s.txns().header();
   out.keys = ih->records.load(std::memory_order_relaxed);
+  out.keys_removed = ih->removed.load(std::memory_order_relaxed);
   out.last_commit_ts = ih->next_ts.load(std::memory_order_acquire);
   out.visible_ts = ih->visible_ts.load(std::memory_order_acquire);
   const session::RecoveryCounters& rc = s.table().header()->counters;

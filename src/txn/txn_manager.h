@@ -100,7 +100,7 @@ class TxnManager {
     std::string key;
     uint64_t ts;
   };
-  util::Mutex pending_mu_;  // held only to push or pop
+  util::Mutex pending_mu_;                               // held only to push or pop
   std::deque<Deleted> pending_ GUARDED_BY(pending_mu_);  // in roughly commit order
   // pending_.size(), stored under pending_mu_ and read without it (relaxed)
   // so that a commit with nothing due skips both mutexes.
