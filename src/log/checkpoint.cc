@@ -1,9 +1,10 @@
 // log/checkpoint.cc — checkpoints: the store as of one snapshot, in a file.
 //
 // A checkpoint bounds recovery time and log size. It runs online: the
-// checkpointer takes a snapshot C through a SnapshotSource (the store's
-// announces C in its session slot, so trimming keeps, for every key, the
-// version visible at C; store/store_snapshot.cc), syncs the log up to C,
+// checkpointer syncs the log written so far, takes a snapshot C through a
+// SnapshotSource (the store's announces C in its session slot, so trimming
+// keeps, for every key, the version visible at C; store/store_snapshot.cc),
+// syncs the rest of the log up to C,
 // then has the source walk the keys in chunks, pinning a cycle for one
 // chunk at a time (so reclamation goes on); blocks are written between
 // chunks, with nothing pinned. Writers and readers never wait for it.
@@ -165,6 +166,11 @@ Result<CheckpointInfo> LogManager::checkpoint(SnapshotSource& src,
     }
   }
   const uint64_t prev = hdr_->checkpoint_ts.load(std::memory_order_relaxed);
+  // Most of the log is synced before the snapshot is taken: a snapshot
+  // holds trimming and the removal of deleted keys back while it lives, and
+  // a sync of everything since the last checkpoint can take seconds. (An
+  // error here is met again, and returned, by the flush below.)
+  (void)flush_all();
   auto f =
       write_snapshot(src, *ctx_.file, files_.segment_size(), env_, dir, [&](uint64_t ts) -> Status {
         if (ts == prev && prev != 0)
