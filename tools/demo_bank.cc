@@ -8,8 +8,12 @@
 // snapshot must add up to K * 1000, including while a worker is SIGKILLed in
 // the middle of its commits (its transaction is wholly there or wholly
 // absent, and the survivors are not blocked past the dead-session timeout).
-// At the end the parent reclaims what the survivors left, sums the books
-// once more and verifies the store.
+// Each transfer also writes a receipt "receipt/<worker>/<n>" and deletes
+// the one kReceiptsKept transfers older, a key space that churns as a
+// queue's does: deleted keys leave the index once no snapshot can read them,
+// so the key count stays bounded however long the demo runs. At the end the
+// parent reclaims what the survivors left, sums the books once more, checks
+// that bound and verifies the store.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +54,11 @@ namespace {
 
 constexpr int64_t kOpeningBalance = 1000;
 constexpr int64_t kMaxTransfer = 200;
+constexpr uint64_t kReceiptsKept = 50;  // per worker
+
+std::string receipt_key(uint32_t worker, uint64_t n) {
+  return fmt::format("receipt/{}/{:010}", worker, n);
+}
 
 std::string account_key(uint32_t i, uint32_t accounts) {
   const int width = std::max(3, int(fmt::format("{}", accounts - 1).size()));
@@ -77,6 +86,7 @@ struct BankParams {
 // Runs in a child after fork(): transfers until the deadline.
 int bank_worker(const BankParams& p, Session& s, BankBoard* b) {
   std::mt19937_64 rng(mix64(p.id) ^ uint64_t(::getpid()) ^ mono_ns());
+  uint64_t receipts = 0;
   while (mono_ns() < p.deadline_ns) {
     const uint32_t from = uint32_t(rng() % p.accounts);
     uint32_t to = uint32_t(rng() % (p.accounts - 1));
@@ -94,7 +104,11 @@ int bank_worker(const BankParams& p, Session& s, BankBoard* b) {
       short_of_money = bf < amount;
       if (short_of_money) return {};  // commits nothing: a read-only transaction
       STOA_TRY(t.put(kf, fmt::format("{}", bf - amount)));
-      return t.put(kt, fmt::format("{}", bt + amount));
+      STOA_TRY(t.put(kt, fmt::format("{}", bt + amount)));
+      STOA_TRY(t.put(receipt_key(p.id, receipts + 1), fmt::format("{} -> {}: {}", kf, kt, amount)));
+      if (receipts >= kReceiptsKept)
+        STOA_TRY(t.del(receipt_key(p.id, receipts + 1 - kReceiptsKept)));
+      return {};
     });
     if (r.ok()) {
       b->conflicts.fetch_add(runs - 1, std::memory_order_relaxed);
@@ -102,6 +116,7 @@ int bank_worker(const BankParams& p, Session& s, BankBoard* b) {
         b->declined.fetch_add(1, std::memory_order_relaxed);
       } else {
         b->transfers.fetch_add(1, std::memory_order_relaxed);
+        receipts++;
         b->moved.fetch_add(uint64_t(amount), std::memory_order_relaxed);
       }
     } else if (r.code() == Code::kConflict) {
@@ -339,6 +354,21 @@ int Demo::bank_finish(size_t victim, uint64_t bank_start_ns, uint64_t deadline_n
     failures.push_back(
         fmt::format("the final books hold {} accounts totalling {} (want {} totalling {})",
                     sum->first, sum->second, accounts, want));
+  }
+  // Receipts: each worker keeps its last kReceiptsKept; the deleted ones
+  // leave the index. Left over at most: deletes of each worker's last
+  // moments, noted in its memory only (docs/guarantees.md 7.5).
+  auto stats = store_->stats();
+  if (!stats.ok()) return report(stats.error());
+  const uint64_t bound = accounts + uint64_t(workers) * 4 * kReceiptsKept;
+  fmt::print(
+      "receipts: {} written and all but the last {} a worker deleted; {} deleted keys removed "
+      "from the index, {} key records left (bound {}) {}\n",
+      transfers, kReceiptsKept, stats->keys_removed, stats->keys, bound,
+      stats->keys <= bound ? "ok" : "FAILED");
+  if (stats->keys > bound) {
+    failures.push_back(fmt::format("{} key records left after the receipts churned (bound {})",
+                                   stats->keys, bound));
   }
   if (int rc = verify_store(failures); rc != kExitOk) return rc;
   return passed(failures);

@@ -178,14 +178,15 @@ class Btree {
         util::checksum64(n.prefix + 1, 8 * k, 0x5354'4f41'494e'4e52ull);  // "STOAINNR"
     return uint32_t(util::checksum64(n.sep + 1, 8 * k, h));
   }
-  // Byte order of two keys given their prefix words (<0, 0, >0): unequal
-  // prefixes decide alone; equal ones leave the bytes past the eighth and
-  // the lengths (zero padding makes "ab" and "ab\0" share a prefix).
+  // Byte order of two keys given their prefix words (-1, 0, 1 exactly:
+  // callers use other values as sentinels): unequal prefixes decide alone;
+  // equal ones leave the bytes past the eighth and the lengths (zero
+  // padding makes "ab" and "ab\0" share a prefix).
   static int compare_keys(std::string_view a, uint64_t ap, std::string_view b, uint64_t bp) {
     if (ap != bp) return ap < bp ? -1 : 1;
     const size_t n = a.size() < b.size() ? a.size() : b.size();
     const int c = n > 8 ? std::memcmp(a.data() + 8, b.data() + 8, n - 8) : 0;
-    if (c != 0) return c;
+    if (c != 0) return c < 0 ? -1 : 1;
     return a.size() < b.size() ? -1 : (a.size() > b.size() ? 1 : 0);
   }
 

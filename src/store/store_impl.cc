@@ -430,6 +430,9 @@ void StoreImpl::free_slot(SessionCore* core) {
 
 Status StoreImpl::close_session(SessionCore* raw) {
   std::unique_ptr<SessionCore> core(raw);
+  // Deleted keys of this process whose tombstones every snapshot has passed
+  // leave the index now rather than with a later commit that may not come.
+  if (!core->in_txn && !core->pinned()) txns_->remove_deleted(*core, /*fresh=*/true);
   if (core->pinned()) {
     core->pin_depth_ = 1;
     core->unpin();

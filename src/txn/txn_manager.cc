@@ -150,9 +150,9 @@ Status TxnManager::lock(SessionCore& s, index::KeyRecord* rec) {
   }
 }
 
-uint64_t TxnManager::trim_threshold() {
+uint64_t TxnManager::trim_threshold(bool fresh) {
   const uint64_t now = util::mono_ns();
-  if (now - threshold_at_ns_.load(std::memory_order_relaxed) < kThresholdTtlNs) {
+  if (!fresh && now - threshold_at_ns_.load(std::memory_order_relaxed) < kThresholdTtlNs) {
     return threshold_.load(std::memory_order_relaxed);
   }
   index::IndexHeader* h = header();
@@ -213,11 +213,15 @@ void TxnManager::note_deleted(std::vector<std::string> keys, uint64_t ts) {
   pending_n_.store(pending_.size(), std::memory_order_relaxed);
 }
 
-void TxnManager::remove_deleted(SessionCore& s) {
+void TxnManager::remove_deleted(SessionCore& s, bool fresh) {
   if (pending_n_.load(std::memory_order_relaxed) == 0) return;
   if (!remove_mu_.try_lock()) return;
-  auto unlock = util::scope_exit([&] { remove_mu_.unlock(); });
-  const uint64_t horizon = trim_threshold();
+  remove_due(s, fresh);
+  remove_mu_.unlock();
+}
+
+void TxnManager::remove_due(SessionCore& s, bool fresh) {
+  const uint64_t horizon = trim_threshold(fresh);
   std::vector<std::string> due;
   {
     util::MutexLock l(pending_mu_);

@@ -54,7 +54,8 @@ class TxnManager {
 
   // Versions older than this are invisible to every snapshot but the
   // newest one at or below it; trimming keeps that one.
-  uint64_t trim_threshold();
+  // Cached for a millisecond unless `fresh`.
+  uint64_t trim_threshold(bool fresh = false);
   // Cuts and retires the versions of `rec` below the trim threshold (the
   // caller holds the record's lock).
   void trim(SessionCore& s, index::KeyRecord* rec);
@@ -75,7 +76,8 @@ class TxnManager {
   // index/btree_remove.cc). For a session in no transaction. One caller
   // per process does the work at a time; the others return at once, as
   // does every caller when nothing is due (one relaxed load).
-  void remove_deleted(SessionCore& s);
+  // `fresh`: with a trim threshold computed now, not the cached one.
+  void remove_deleted(SessionCore& s, bool fresh = false);
 
   // Wakes Txn::retry waiters after a commit.
   void notify_commit();
@@ -106,6 +108,8 @@ class TxnManager {
   // so that a commit with nothing due skips both mutexes.
   std::atomic<uint64_t> pending_n_{0};
   util::Mutex remove_mu_;  // held (try_lock) by the one remover
+  // remove_deleted's work: marks and unlinks what is due.
+  void remove_due(SessionCore& s, bool fresh) REQUIRES(remove_mu_);
 };
 
 }  // namespace stoa::internal
