@@ -45,6 +45,7 @@ Status Session::close() {
   if (core_ == nullptr) return Error(Code::kClosed, "session is closed");
   internal::SessionCore* c = core_;
   core_ = nullptr;
+  c->host()->user_closing(c);
   return c->host()->close_session(c);
 }
 

@@ -570,7 +570,11 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
     if (linked.ok() && *linked) {
       STOA_CRASH_POINT(kIndexCas);
       for (Offset o : replaced) (void)s.retire(o);
-      for (Offset r : dead) retire_record(s, r);
+      if (!dead.empty()) {
+        std::vector<Offset> blocks;
+        for (Offset r : dead) record_blocks(r, &blocks);
+        (void)s.retire_all(blocks);
+      }
       for (size_t k = i; k < j; k++) {
         if (fresh[k] != 0 && (*recs)[k] == fresh[k]) {
           fresh[k] = 0;  // linked now

@@ -22,8 +22,9 @@
 // Writers that meet a kRemoved record (find_or_insert_batch, a commit whose
 // lock attempt finds the mark) take a fresh record for the key in that
 // leaf's copy; whoever's CAS unlinks a kRemoved record retires it with its
-// versions, so it is retired exactly once. Separators are records of their
-// own: a merge that drops one retires it with the replaced nodes.
+// versions (one recorder entry for the lot: SessionCore::retire_all), so
+// it is retired exactly once. Separators are records of their own: a merge
+// that drops one retires it with the replaced nodes.
 //
 // Death. Killed after marking and before the CAS (index.remove.marked):
 // the marked records stay linked, absent to every reader; the next writer
@@ -52,16 +53,16 @@ Btree::Entries Btree::entries_of(const Node* n) const {
   return e;
 }
 
-void Btree::retire_record(internal::SessionCore& s, Offset r) const {
+void Btree::record_blocks(Offset r, std::vector<Offset>* out) const {
   // kRemoved: nobody else changes its chain. A damaged link leaks the rest.
   const VersionChain chain(*region_);
   (void)chain.walk(record(r)->head.load(std::memory_order_acquire),
                    [&](Offset v, const Version& ver) {
-                     if (ver.blob != 0) (void)s.retire(ver.blob);
-                     (void)s.retire(v);
+                     if (ver.blob != 0) out->push_back(ver.blob);
+                     out->push_back(v);
                      return true;
                    });
-  (void)s.retire(r);
+  out->push_back(r);
 }
 
 Result<bool> Btree::shrink(internal::SessionCore& s, std::vector<Step>& path, size_t depth,
@@ -191,8 +192,8 @@ Result<uint64_t> Btree::unlink_removed(internal::SessionCore& s,
                                  created, replaced);
     if (linked.ok() && *linked) {
       STOA_CRASH_POINT(kIndexCas);
-      for (Offset o : replaced) (void)s.retire(o);
-      for (Offset r : dead) retire_record(s, r);
+      for (Offset r : dead) record_blocks(r, &replaced);
+      (void)s.retire_all(replaced);
       hdr_->records.fetch_sub(dead.size(), std::memory_order_relaxed);
       hdr_->removed.fetch_add(dead.size(), std::memory_order_relaxed);
       unlinked += dead.size();

@@ -94,11 +94,24 @@ Status SessionCore::free(Offset body) {
   return st;
 }
 
-Status SessionCore::retire(Offset body) {
+Status SessionCore::retire(Offset body) { return retire_one(body, true); }
+
+Status SessionCore::retire_all(const std::vector<Offset>& bodies) {
+  if (closed_) return closed_error();
+  Status first;
+  for (Offset b : bodies) {
+    Status st = retire_one(b, false);
+    if (!st.ok() && first.ok()) first = std::move(st);
+  }
+  if (!bodies.empty()) record(RecordKind::kRetire, first.code(), bodies[0], bodies.size());
+  return first;
+}
+
+Status SessionCore::retire_one(Offset body, bool recorded) {
   if (closed_) return closed_error();
   region::Owner o = owner();
   auto bytes = deps_.heap->mark_retired(o, body);
-  record(RecordKind::kRetire, bytes.code(), body);
+  if (recorded) record(RecordKind::kRetire, bytes.code(), body);
   if (!bytes.ok()) return std::move(bytes).error();
   deps_.cycles->retire(cycle::purgatory_of(*slot_ptr_), *deps_.heap, o, body, *bytes);
   if (++ops_since_collect_ >= kCollectEvery ||

@@ -46,6 +46,9 @@ class SessionHost {
   virtual void reap_slots(const std::vector<uint32_t>& slots) = 0;
   // Session::close: returns the session's cache and slot (store_impl.cc).
   virtual Status close_session(SessionCore* core) = 0;
+  // The application closes `core` (Session::close, not the store's own
+  // sessions): work the store does in the closing thread first (store_impl.cc).
+  virtual void user_closing(SessionCore* core) = 0;
 
  protected:
   ~SessionHost() = default;
@@ -69,7 +72,7 @@ enum class RecordKind : uint16_t {
   kAlloc,    // arg = offset, arg2 = size
   kFree,     // arg = offset
   kPublish,  // arg = offset
-  kRetire,   // arg = offset
+  kRetire,   // arg = offset; arg2 = blocks retired together (retire_all), 0 for one
   kPin,      // arg = cycle
   kAdvance,  // arg = new cycle
   kReclaim,  // arg = blocks freed from purgatory
@@ -107,6 +110,10 @@ class SessionCore {
   // kLive or kOwned(this) -> kRetired, into this session's purgatory; freed
   // when every session pinned at the time has unpinned. Errors as publish.
   Status retire(Offset body);
+  // retire() of each block, with one recorder entry for them all (arg: the
+  // first, arg2: how many), so a bulk unlink does not flush the ring of
+  // what came before it. Returns the first error; the others are retired.
+  Status retire_all(const std::vector<Offset>& bodies);
   // Usable bytes of a block. Errors as publish.
   Result<size_t> usable_size(Offset body) const;
 
@@ -156,6 +163,7 @@ class SessionCore {
 
  private:
   friend class StoreImpl;
+  Status retire_one(Offset body, bool recorded);
   SessionDeps deps_;
   const cycle::CycleManager* cycles_;  // cached: pin() is the hot path
   session::SessionSlot* slot_ptr_;

@@ -428,11 +428,18 @@ void StoreImpl::free_slot(SessionCore* core) {
   table_->untake(core->slot());
 }
 
-Status StoreImpl::close_session(SessionCore* raw) {
-  std::unique_ptr<SessionCore> core(raw);
+void StoreImpl::user_closing(SessionCore* core) {
   // Deleted keys of this process whose tombstones every snapshot has passed
   // leave the index now rather than with a later commit that may not come.
-  if (!core->in_txn && !core->pinned()) txns_->remove_deleted(*core, /*fresh=*/true);
+  // In the application's thread only: the store's own sessions (checkpoint,
+  // verify) close while other work runs beside them.
+  if (!core->closed() && !core->in_txn && !core->pinned()) {
+    txns_->remove_deleted(*core, /*fresh=*/true);
+  }
+}
+
+Status StoreImpl::close_session(SessionCore* raw) {
+  std::unique_ptr<SessionCore> core(raw);
   if (core->pinned()) {
     core->pin_depth_ = 1;
     core->unpin();

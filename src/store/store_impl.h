@@ -51,6 +51,7 @@ class StoreImpl final : public SessionHost {
   // visible to some pin is parked until they are freed (by the watchdog or
   // later collects). Deletes or keeps `core`; the caller must not use it.
   Status close_session(SessionCore* core) override;
+  void user_closing(SessionCore* core) override;
 
   Result<StoreStats> stats();
   Result<VerifyReport> verify();
