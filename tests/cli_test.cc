@@ -100,6 +100,24 @@ TEST_F(CliTest, VerifyFreshStoreIsSound) {
   EXPECT_TRUE(r.err.empty()) << r.err;
 }
 
+// A key deleted by one `stoa del` process leaves the index when that
+// process closes its session (guarantee 7.5): the next process sees it gone.
+TEST_F(CliTest, DeletedKeyLeavesTheIndexWhenItsProcessCloses) {
+  init_store();
+  for (const char* k : {"a", "b", "c"}) ASSERT_EQ(cli({"put", store_, k, "v"}).exit_code, 0);
+  ASSERT_EQ(cli({"del", store_, "b"}).exit_code, 0);
+  CliResult r = cli({"stat", store_, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["keys"].get<uint64_t>(), 2u);
+  EXPECT_EQ(j["keys_removed"].get<uint64_t>(), 1u);
+  r = cli({"stat", store_});
+  EXPECT_CONTAINS(r.out, "1 deleted keys removed");
+  r = cli({"verify", store_});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
 TEST_F(CliTest, VerifyADirectoryThatIsNotAStore) {
   const std::string dir = tmp_.sub("plain");
   ASSERT_TRUE(fs::create_directory(dir));
