@@ -570,20 +570,12 @@ Status Btree::find_or_insert_batch(internal::SessionCore& s,
     if (linked.ok() && *linked) {
       STOA_CRASH_POINT(kIndexCas);
       for (Offset o : replaced) (void)s.retire(o);
-      if (!dead.empty()) {
-        std::vector<Offset> blocks;
-        for (Offset r : dead) record_blocks(r, &blocks);
-        (void)s.retire_all(blocks);
-      }
+      if (!dead.empty()) retire_unlinked(s, dead, {});
       for (size_t k = i; k < j; k++) {
         if (fresh[k] != 0 && (*recs)[k] == fresh[k]) {
           fresh[k] = 0;  // linked now
           hdr_->records.fetch_add(1, std::memory_order_relaxed);
         }
-      }
-      if (!dead.empty()) {
-        hdr_->records.fetch_sub(dead.size(), std::memory_order_relaxed);
-        hdr_->removed.fetch_add(dead.size(), std::memory_order_relaxed);
       }
       i = j;
       continue;

@@ -224,9 +224,11 @@ class Btree {
   Result<bool> shrink(internal::SessionCore& s, std::vector<Step>& path, size_t depth, Offset old,
                       NodeKind kind, uint32_t level, Entries e, std::vector<Offset>& created,
                       std::vector<Offset>& replaced);
-  // Appends the blocks of a record unlinked from its leaf (its versions,
-  // their blobs, the record) to `out`, for one SessionCore::retire_all.
-  void record_blocks(Offset r, std::vector<Offset>* out) const;
+  // After the CAS that unlinked the kRemoved records `dead`: retires them
+  // with their versions and blobs, and with `blocks` (other blocks that CAS
+  // replaced), in one SessionCore::retire_all; counts them removed.
+  void retire_unlinked(internal::SessionCore& s, const std::vector<Offset>& dead,
+                       std::vector<Offset> blocks);
   int child_index(const Node* n, std::string_view key, uint64_t kp) const;
   int leaf_lower_bound(const Node* n, std::string_view key, uint64_t kp, bool* found) const;
   // Whether leaf `n`, reached between separator records `lo` and `hi` (0:

@@ -53,16 +53,22 @@ Btree::Entries Btree::entries_of(const Node* n) const {
   return e;
 }
 
-void Btree::record_blocks(Offset r, std::vector<Offset>* out) const {
-  // kRemoved: nobody else changes its chain. A damaged link leaks the rest.
+void Btree::retire_unlinked(internal::SessionCore& s, const std::vector<Offset>& dead,
+                            std::vector<Offset> blocks) {
+  // kRemoved: nobody else changes their chains. A damaged link leaks the rest.
   const VersionChain chain(*region_);
-  (void)chain.walk(record(r)->head.load(std::memory_order_acquire),
-                   [&](Offset v, const Version& ver) {
-                     if (ver.blob != 0) out->push_back(ver.blob);
-                     out->push_back(v);
-                     return true;
-                   });
-  out->push_back(r);
+  for (Offset r : dead) {
+    (void)chain.walk(record(r)->head.load(std::memory_order_acquire),
+                     [&](Offset v, const Version& ver) {
+                       if (ver.blob != 0) blocks.push_back(ver.blob);
+                       blocks.push_back(v);
+                       return true;
+                     });
+    blocks.push_back(r);
+  }
+  (void)s.retire_all(blocks);
+  hdr_->records.fetch_sub(dead.size(), std::memory_order_relaxed);
+  hdr_->removed.fetch_add(dead.size(), std::memory_order_relaxed);
 }
 
 Result<bool> Btree::shrink(internal::SessionCore& s, std::vector<Step>& path, size_t depth,
@@ -192,10 +198,7 @@ Result<uint64_t> Btree::unlink_removed(internal::SessionCore& s,
                                  created, replaced);
     if (linked.ok() && *linked) {
       STOA_CRASH_POINT(kIndexCas);
-      for (Offset r : dead) record_blocks(r, &replaced);
-      (void)s.retire_all(replaced);
-      hdr_->records.fetch_sub(dead.size(), std::memory_order_relaxed);
-      hdr_->removed.fetch_add(dead.size(), std::memory_order_relaxed);
+      retire_unlinked(s, dead, std::move(replaced));
       unlinked += dead.size();
       i = j;
       continue;

@@ -237,7 +237,7 @@ void TxnManager::remove_due(SessionCore& s, bool fresh) {
   s.pin();
   auto unpin = util::scope_exit([&] { s.unpin(); });
   auto list = s.alloc(due.size() * sizeof(txn::CommitPair));
-  if (!list.ok()) return;  // full: the keys stay (absent to readers) until a writer replaces them
+  if (!list.ok()) return note_deleted(std::move(due), horizon);  // full: a later pass retries
   txn::TxnSlot& t = txn::txn_of(*s.slot_ptr());
   auto* pairs = reinterpret_cast<txn::CommitPair*>(s.write_ptr(*list));
   t.list = *list;
@@ -246,6 +246,7 @@ void TxnManager::remove_due(SessionCore& s, bool fresh) {
   const uint64_t mine = lock_word(s.slot(), s.generation());
   const index::VersionChain chain(*ctx_.region);
   std::vector<std::string_view> marked;
+  std::vector<std::string> again;  // locked by a committer now: it may yet abort
   uint64_t listed = 0;
   for (const std::string& key : due) {
     const uint64_t rec = tree_.find(key);
@@ -254,7 +255,14 @@ void TxnManager::remove_due(SessionCore& s, bool fresh) {
     t.list_count.store(++listed, std::memory_order_release);  // listed before it is locked
     index::KeyRecord* k = tree_.record_rw(rec);
     uint64_t expected = 0;
-    if (!k->lock.compare_exchange_strong(expected, mine, std::memory_order_acquire)) continue;
+    if (!k->lock.compare_exchange_strong(expected, mine, std::memory_order_acquire)) {
+      if (expected == index::kRemoved) {
+        marked.push_back(key);  // marked by a remover that did not unlink it
+      } else {
+        again.push_back(key);
+      }
+      continue;
+    }
     const index::Version* head = chain.at(k->head.load(std::memory_order_acquire));
     const bool gone =
         head != nullptr && index::VersionChain::tombstone(*head) && head->ts <= horizon;
@@ -266,13 +274,17 @@ void TxnManager::remove_due(SessionCore& s, bool fresh) {
   t.list = 0;
   t.list_count.store(0, std::memory_order_relaxed);
   (void)s.free(*list);
-  if (marked.empty()) return;
   auto unlinked = tree_.unlink_removed(s, marked);
-  // Damage met on the way: the recorder goes to a file; the marked records
-  // stay linked (absent to every reader) for a writer of the key to replace.
-  if (!unlinked.ok() && unlinked.error().code() == Code::kCorrupt) {
-    (void)ctx_.corruption(&s, std::move(unlinked).error());
+  if (!unlinked.ok()) {
+    if (unlinked.error().code() == Code::kCorrupt) {
+      // Damage on the way: the recorder goes to a file; the marked records
+      // stay linked (absent to every reader) for a writer of the key.
+      (void)ctx_.corruption(&s, std::move(unlinked).error());
+    } else {
+      for (std::string_view k : marked) again.emplace_back(k);  // kFull: a later pass
+    }
   }
+  if (!again.empty()) note_deleted(std::move(again), horizon);
 }
 
 void TxnManager::recover(uint32_t slot, session::SessionSlot* sl, uint32_t dead_gen) {
