@@ -39,6 +39,10 @@
 
 namespace stoa_bench {
 
+// Options::huge_pages for every Stoa store the run opens (--no-huge-pages
+// turns it off, to see what the 2 MiB mapping is worth).
+extern bool g_huge_pages;
+
 struct Config {
   bool quick = false;
   int trials = 5;               // trials per figure; the median is reported

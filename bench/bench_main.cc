@@ -24,6 +24,9 @@ extern char** environ;
 
 namespace stoa_bench {
 
+bool g_huge_pages = true;
+constexpr const char* kNoHugeEnv = "STOA_BENCH_NO_HUGE_PAGES";
+
 std::vector<BenchEntry>& bench_registry() {
   static std::vector<BenchEntry> r;
   return r;
@@ -344,6 +347,7 @@ int main(int argc, char** argv) {
     // A helper must not outlive the bench (it may spin until told to stop).
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1) return 3;
+    g_huge_pages = std::getenv(kNoHugeEnv) == nullptr;  // the parent's --no-huge-pages
     for (const ChildEntry& c : child_registry()) {
       if (c.name == std::string(argv[2]))
         return c.fn(std::vector<std::string>(argv + 3, argv + argc));
@@ -373,6 +377,8 @@ int main(int argc, char** argv) {
                  "Target seconds per timed trial; default 0.25, 1 without --quick "
                  "(--sweep: 0.25 with --quick, 0.5 without)")
       ->check(CLI::Range(0.001, 600.0));
+  bool no_huge = false;
+  app.add_flag("--no-huge-pages", no_huge, "Open Stoa stores with Options::huge_pages off");
   app.add_option("--tmpdir", cfg.tmpdir, "Where scratch stores are created (default /tmp)");
   app.add_flag("--list", list, "List the workloads and sweeps and exit");
   auto* sweep_opt =
@@ -384,6 +390,8 @@ int main(int argc, char** argv) {
       ->needs(sweep_opt);
   app.get_option("--filter")->excludes(sweep_opt);
   CLI11_PARSE(app, argc, argv);
+  g_huge_pages = !no_huge;
+  if (no_huge) setenv(kNoHugeEnv, "1", 1);  // helpers inherit the environment
 
   if (list) {
     for (const BenchEntry& b : bench_registry()) std::printf("%-28s %s\n", b.name, b.description);

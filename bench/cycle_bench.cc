@@ -55,6 +55,7 @@ using Offset = uint64_t;
 std::unique_ptr<stoa::Store> open_store(const std::string& dir) {
   stoa::Options o;
   o.create_if_missing = true;
+  o.huge_pages = g_huge_pages;
   auto r = stoa::Store::open(dir, o);
   if (!r.ok()) die("Store::open " + dir + ": " + r.error().to_string());
   return std::move(r).value();

@@ -193,6 +193,7 @@ class StoaSide : public Side {
     stoa::Options o;
     o.create_if_missing = true;
     o.max_size = kStoaMaxSize;
+    o.huge_pages = g_huge_pages;
     o.durability = d;
     auto r = stoa::Store::open(dir, o);
     if (!r.ok()) die("Store::open " + dir + ": " + r.error().to_string());

@@ -123,6 +123,7 @@ stoa::Options stoa_options() {
   stoa::Options o;
   o.create_if_missing = true;
   o.max_size = kMaxSize;
+  o.huge_pages = g_huge_pages;
   o.durability = stoa::Durability::kNone;  // not enforced yet: there is no log
   return o;
 }

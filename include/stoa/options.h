@@ -80,6 +80,12 @@ struct Options {
   std::chrono::milliseconds max_snapshot_age{0};
   uint64_t max_snapshot_lag = 0;        // in commits
   uint64_t max_snapshot_lag_bytes = 0;  // in log bytes committed since the snapshot
+  // Per process: ask the kernel to map the data file with 2 MiB pages
+  // (madvise MADV_HUGEPAGE) where its file system keeps large folios (ext4,
+  // xfs, tmpfs on recent Linux). Fewer page faults and TLB misses on the
+  // commit and read paths; the kernel's background write-back of the data
+  // file then works in 2 MiB units. Ignored where the kernel has none.
+  bool huge_pages = true;
   // Fill freed memory with a poison pattern before reuse (catches
   // use-after-free in tests; costs a memset per free).
   bool poison_freed = false;

@@ -44,8 +44,10 @@ class Region {
   // foreign, checksum), kVersionMismatch (format, layout, page size), kIo.
   // `layout_word` is the one the file must carry (the store's
   // kDataLayoutWord, which folds this layer's and the layers above's structs).
+  // `huge_pages`: advise the kernel to map the file with 2 MiB pages where it
+  // can (Options::huge_pages).
   static Result<std::unique_ptr<Region>> open(Env* env, const std::string& path,
-                                              uint64_t layout_word);
+                                              uint64_t layout_word, bool huge_pages = true);
   // Checks a header image without mapping anything (also used by the fuzzer).
   static Status check_header(const FileHeader& h, uint64_t file_bytes, const std::string& path,
                              uint64_t layout_word);
@@ -110,6 +112,7 @@ class Region {
   uint64_t max_size_ = 0;
   uint64_t grow_chunk_ = 0;
   uint64_t seed_ = 0;
+  bool huge_pages_ = true;
   util::Mutex map_mu_;  // serialises extending this process's mapping (mapped_ is atomic)
   std::atomic<uint64_t> mapped_{0};
 };

@@ -8,7 +8,9 @@
 // max_size and max_sessions out of range (kInvalidArgument); reach() accepts
 // only 8-aligned heap offsets inside the file; extend() under the page lock
 // grows the mapping, and another mapping of the same file follows once the
-// new size is published (ensure, refresh_mapping).
+// new size is published (ensure, refresh_mapping); grown to max_size, the
+// two views neither overlap nor disagree, with or without huge pages, and
+// both start on a 2 MiB boundary (so large folios can be mapped whole).
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -394,6 +396,38 @@ TEST_F(RegionTest, RefreshMappingFollowsThePublishedSize) {
   auto c = Region::open(env_, path_, kLayout);
   ASSERT_TRUE(c.ok()) << c.error().to_string();
   EXPECT_EQ((*c)->mapped(), new_size);
+}
+
+TEST_F(RegionTest, AtMaxSizeTheViewsAreApartHugeAlignedAndAgree) {
+  ASSERT_TRUE(Region::create(env_, path_, params()).ok());
+  for (bool huge : {true, false}) {
+    SCOPED_TRACE(huge ? "huge_pages" : "no huge_pages");
+    auto opened = Region::open(env_, path_, kLayout, huge);
+    ASSERT_TRUE(opened.ok()) << opened.error().to_string();
+    std::unique_ptr<Region> r = std::move(opened).value();
+    const uint64_t max = r->max_size();
+    ASSERT_NE(max % (uint64_t{2} << 20), 0u);  // the case where rounding matters
+    {
+      util::ShmLock g(r->meta()->page_lock);
+      ASSERT_TRUE(r->extend(max).ok());
+      r->meta()->file_size.store(max, std::memory_order_release);
+    }
+    const auto ro0 = reinterpret_cast<uintptr_t>(r->ro(0));
+    const auto rw0 = reinterpret_cast<uintptr_t>(r->rw(0));
+    EXPECT_EQ(ro0 % (uint64_t{2} << 20), 0u);
+    EXPECT_EQ(rw0 % (uint64_t{2} << 20), 0u);
+    EXPECT_GE(rw0 - ro0, max);  // the read-only view ends before the writable one
+    // Each heap page carries its own offset, written through rw, read through ro.
+    for (uint64_t off = kHeapStart; off < max; off += kPageSize) {
+      std::memcpy(r->rw(off), &off, sizeof(off));
+    }
+    for (uint64_t off = kHeapStart; off < max; off += kPageSize) {
+      uint64_t seen = 0;
+      std::memcpy(&seen, r->ro(off), sizeof(seen));
+      ASSERT_EQ(seen, off);
+    }
+    EXPECT_EQ(std::memcmp(r->header().magic, kDataMagic, sizeof(kDataMagic)), 0);
+  }
 }
 
 }  // namespace

@@ -105,7 +105,7 @@ Status StoreImpl::check_data_file(const std::string& data, bool* created) {
     }
     reason = "the data file is missing";
   } else {
-    auto r = region::Region::open(env_, data, kDataLayoutWord);
+    auto r = region::Region::open(env_, data, kDataLayoutWord, options_.huge_pages);
     if (!r.ok()) {
       if (r.error().code() != Code::kCorrupt || !durable_copy) return std::move(r).error();
       reason = fmt::format("the data file is damaged ({})", r.error().message());

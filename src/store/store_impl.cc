@@ -195,7 +195,7 @@ Status StoreImpl::open_protocol() {
                                              path_, kDataFileName));
   }
   if (!region_) {
-    STOA_ASSIGN(region_, region::Region::open(env_, data, kDataLayoutWord));
+    STOA_ASSIGN(region_, region::Region::open(env_, data, kDataLayoutWord, options_.huge_pages));
   }
   heap_ = std::make_unique<region::Heap>(region_.get(), options_.poison_freed);
   const uint64_t seg =
