@@ -116,6 +116,8 @@ class Btree {
     Offset record() const { return rec_; }
     // The key of record(), checked, in the mapping (valid while pinned).
     std::string_view key() const { return key_; }
+    // prefix_of(key()), as the walk computed it.
+    uint64_t key_prefix() const { return key_prefix_; }
     // Moves one record on in the direction of the last seek().
     void next() {
       if (valid_) advance();

@@ -31,6 +31,8 @@ class CursorImpl {
         it_(&t->tree()),
         from_(std::move(from)),
         to_(std::move(to)),
+        from_prefix_(index::Btree::prefix_of(from_)),
+        to_prefix_(index::Btree::prefix_of(to_)),
         order_(order == ScanOrder::kReverse ? Direction::kBackward : Direction::kForward) {
     position(order_ == Direction::kForward ? from_ : to_, order_, false);
   }
@@ -66,9 +68,9 @@ class CursorImpl {
     return false;
   }
   bool forward() const { return dir_ == Direction::kForward; }
-  bool in_range(std::string_view k) const {
-    if (k < from_) return false;
-    return to_.empty() || k < to_;
+  // Whether the index iterator's key `k` is at or past to_ (non-empty).
+  bool past_to(std::string_view k) const {
+    return index::Btree::compare_keys(k, it_.key_prefix(), to_, to_prefix_) >= 0;
   }
   void step(Direction d) {
     if (!valid_) return;
@@ -111,12 +113,22 @@ class CursorImpl {
   }
   // Moves the index iterator to its next usable record (visible, in range,
   // not shadowed by the write set); false when it has none left.
+  //
+  // The index walks strictly in order (Iter checks it) from where
+  // position() put it: forward from a key at or past from_, so only to_
+  // can end it; backward from a key at or before to_, so from_ ends it and
+  // to_ itself (the range excludes it) is skipped once. One bound compare a
+  // key, by prefix words first (Btree::compare_keys).
   bool index_candidate(std::string_view* k, uint64_t* v) {
     for (; it_.valid(); it_.next()) {
       std::string_view key = it_.key();
-      if (forward() && !to_.empty() && key >= to_) return false;
-      if (!forward() && key < from_) return false;
-      if (!in_range(key)) continue;
+      if (forward()) {
+        if (!to_.empty() && past_to(key)) return false;
+      } else {
+        if (index::Btree::compare_keys(key, it_.key_prefix(), from_, from_prefix_) < 0)
+          return false;
+        if (!to_.empty() && past_to(key)) continue;
+      }
       if (!t_->writes().empty() && t_->writes().count(key)) continue;
       auto ver = t_->visible(it_.record(), key);
       if (!ver.ok()) {
@@ -178,6 +190,7 @@ class CursorImpl {
   std::map<std::string, uint64_t, std::less<>>::const_iterator wit_;
   std::map<std::string, uint64_t, std::less<>>::const_reverse_iterator rwit_;
   std::string from_, to_;
+  uint64_t from_prefix_, to_prefix_;     // Btree::prefix_of(from_), (to_)
   Direction order_;                      // the cursor's own order (next())
   Direction dir_ = Direction::kForward;  // the way both sources walk now
   bool valid_ = false;

@@ -7,10 +7,20 @@
 #include <cstddef>
 #include <cstdint>
 
+// Every read checks a key sum, a version head sum and an inline value's sum
+// (index/layout.h), each a short XXH3: inlined, not called through the
+// shared library's PLT, the short-input paths fold into the reader's loop.
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
+
 namespace stoa::util {
 
 // XXH3-64 of a byte range.
-uint64_t checksum64(const void* data, size_t len, uint64_t seed = 0);
+inline uint64_t checksum64(const void* data, size_t len, uint64_t seed = 0) {
+  return XXH3_64bits_withSeed(data, len, seed);
+}
 
 // A cheap keyed mix of two words (not cryptographic): guards in headers,
 // so a stray copy of a header to another place, or a flipped bit, fails.
