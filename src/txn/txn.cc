@@ -261,7 +261,11 @@ Status TxnImpl::put(std::string_view key, std::string_view value, bool tombstone
   }
   auto v = make_version(key, value, tombstone);
   if (!v.ok()) return fail(std::move(v).error());
-  auto [it, inserted] = writes_.try_emplace(std::string(key), *v);
+  // A load in ascending key order appends: one compare, not a descent.
+  auto [it, inserted] =
+      !writes_.empty() && writes_.rbegin()->first < key
+          ? std::pair{writes_.emplace_hint(writes_.end(), std::string(key), *v), true}
+          : writes_.try_emplace(std::string(key), *v);
   uint64_t prev = inserted ? 0 : it->second;
   if (!inserted) it->second = *v;
   if (!savepoints_.empty()) {
