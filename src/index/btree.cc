@@ -94,8 +94,8 @@ std::string_view Btree::key_of(Offset r) const {
   return {reinterpret_cast<const char*>(k) + sizeof(KeyRecord), k->key_len};
 }
 
-Result<Offset> Btree::version_at(Offset rec, std::string_view key, uint64_t snapshot,
-                                 bool large) const {
+Result<Offset> Btree::version_at(Offset rec, std::string_view key, uint64_t snapshot, bool large,
+                                 std::string_view* out) const {
   const uint64_t d0 = t_damage;
   const KeyRecord* k = record(rec);
   if (t_damage != d0) {
@@ -129,7 +129,9 @@ Result<Offset> Btree::version_at(Offset rec, std::string_view key, uint64_t snap
   if (found == 0) return Offset{0};
   std::string_view value;
   STOA_TRY(chain.check_value(found, *ver, key, kh, large, &value));
-  return VersionChain::tombstone(*ver) ? Offset{0} : found;
+  if (VersionChain::tombstone(*ver)) return Offset{0};
+  if (out != nullptr) *out = value;
+  return found;
 }
 
 int Btree::compare(std::string_view key, uint64_t kp, uint64_t rp, Offset rec) const {

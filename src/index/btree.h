@@ -74,9 +74,10 @@ class Btree {
   // of every version walked, the value's sum (for a blob value only when
   // `large`); the value bytes of a returned version are inside the file.
   // kCorrupt naming the key and the offset when a check fails, a link
-  // leaves the file or the chain does not end.
-  Result<Offset> version_at(Offset rec, std::string_view key, uint64_t snapshot,
-                            bool large = false) const;
+  // leaves the file or the chain does not end. When `value` is given and a
+  // version is returned, *value is its value (checked as above).
+  Result<Offset> version_at(Offset rec, std::string_view key, uint64_t snapshot, bool large = false,
+                            std::string_view* value = nullptr) const;
 
   // Walks the whole tree (caller pinned): node shapes and levels, every
   // checksum (node check words and entry sums, key sums, version header and

@@ -130,7 +130,7 @@ class CursorImpl {
         if (!to_.empty() && past_to(key)) continue;
       }
       if (!t_->writes().empty() && t_->writes().count(key)) continue;
-      auto ver = t_->visible(it_.record(), key);
+      auto ver = t_->visible(it_.record(), key, &index_value_);
       if (!ver.ok()) {
         if (status_.ok()) status_ = t_->corrupt(std::move(ver).error());
         *v = index::Btree::kDamaged;
@@ -182,7 +182,7 @@ class CursorImpl {
     bool take_index = hi && (!hw || (forward() ? ik < wk : ik > wk));
     from_index_ = take_index;
     key_ = take_index ? ik : wk;
-    value_ = t_->value_of(take_index ? iv : wv);
+    value_ = take_index ? index_value_ : t_->value_of(wv);
   }
 
   TxnImpl* t_;
@@ -197,6 +197,7 @@ class CursorImpl {
   bool from_index_ = false;
   std::string_view key_;
   std::string_view value_;
+  std::string_view index_value_;  // the value of index_candidate's version
   Status status_;
 };
 

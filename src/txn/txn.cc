@@ -184,8 +184,9 @@ Status TxnImpl::usable() const {
   return {};
 }
 
-Result<uint64_t> TxnImpl::visible(uint64_t rec, std::string_view key) const {
-  return mgr_->tree().version_at(rec, key, snapshot_, opts_.check_large_values);
+Result<uint64_t> TxnImpl::visible(uint64_t rec, std::string_view key,
+                                  std::string_view* value) const {
+  return mgr_->tree().version_at(rec, key, snapshot_, opts_.check_large_values, value);
 }
 
 bool TxnImpl::is_tombstone(uint64_t version) const {
@@ -231,10 +232,11 @@ Result<std::string_view> TxnImpl::get(std::string_view key) {
   uint64_t rec = mgr_->tree().find(key);
   if (rec == index::Btree::kDamaged) return fail(damaged_index());
   if (rec == 0) return Error(Code::kNotFound, "key not found");
-  auto v = visible(rec, key);
+  std::string_view value;
+  auto v = visible(rec, key, &value);
   if (!v.ok()) return fail(std::move(v).error());
   if (*v == 0) return Error(Code::kNotFound, "key not found");
-  return value_of(*v);
+  return value;
 }
 
 Result<uint64_t> TxnImpl::make_version(std::string_view key, std::string_view value,

@@ -47,9 +47,9 @@ class TxnImpl {
   // For cursors.
   index::Btree& tree() { return mgr_->tree(); }
   // The version of `rec` (whose key is `key`) visible to this snapshot (0:
-  // none or tombstone), checked (Btree::version_at); kCorrupt naming key
-  // and offset.
-  Result<uint64_t> visible(uint64_t rec, std::string_view key) const;
+  // none or tombstone), checked (Btree::version_at), with its value in
+  // *value; kCorrupt naming key and offset.
+  Result<uint64_t> visible(uint64_t rec, std::string_view key, std::string_view* value) const;
   // kCorrupt for a damaged index node or version met on a read (recorder dumped).
   Error damaged_index() const;
   // A kCorrupt error met by a walk, with this session's recorder dumped.

@@ -17,8 +17,15 @@
 
 namespace stoa::util {
 
+// XXH3-64 of a byte range past XXH3's short inputs (240 bytes): the
+// library's run-time dispatch, which takes AVX2 or AVX-512 where the CPU
+// has them (log records, node sums, data-file sums). The same function of
+// the bytes as the inline path.
+uint64_t checksum64_long(const void* data, size_t len, uint64_t seed);
+
 // XXH3-64 of a byte range.
 inline uint64_t checksum64(const void* data, size_t len, uint64_t seed = 0) {
+  if (len > 240) return checksum64_long(data, len, seed);
   return XXH3_64bits_withSeed(data, len, seed);
 }
 
