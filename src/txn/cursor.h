@@ -68,9 +68,13 @@ class CursorImpl {
     return false;
   }
   bool forward() const { return dir_ == Direction::kForward; }
-  // Whether the index iterator's key `k` is at or past to_ (non-empty).
-  bool past_to(std::string_view k) const {
-    return index::Btree::compare_keys(k, it_.key_prefix(), to_, to_prefix_) >= 0;
+  // Whether the index iterator's key is at or past to_ (non-empty), or
+  // before from_: by prefix words first (Btree::compare_keys).
+  bool past_to() const {
+    return index::Btree::compare_keys(it_.key(), it_.key_prefix(), to_, to_prefix_) >= 0;
+  }
+  bool before_from() const {
+    return index::Btree::compare_keys(it_.key(), it_.key_prefix(), from_, from_prefix_) < 0;
   }
   void step(Direction d) {
     if (!valid_) return;
@@ -117,18 +121,13 @@ class CursorImpl {
   // The index walks strictly in order (Iter checks it) from where
   // position() put it: forward from a key at or past from_, so only to_
   // can end it; backward from a key at or before to_, so from_ ends it and
-  // to_ itself (the range excludes it) is skipped once. One bound compare a
-  // key, by prefix words first (Btree::compare_keys).
+  // to_ itself (the range excludes it) is skipped once.
   bool index_candidate(std::string_view* k, uint64_t* v) {
     for (; it_.valid(); it_.next()) {
       std::string_view key = it_.key();
-      if (forward()) {
-        if (!to_.empty() && past_to(key)) return false;
-      } else {
-        if (index::Btree::compare_keys(key, it_.key_prefix(), from_, from_prefix_) < 0)
-          return false;
-        if (!to_.empty() && past_to(key)) continue;
-      }
+      if (forward() && !to_.empty() && past_to()) return false;
+      if (!forward() && before_from()) return false;
+      if (!forward() && !to_.empty() && past_to()) continue;
       if (!t_->writes().empty() && t_->writes().count(key)) continue;
       auto ver = t_->visible(it_.record(), key, &index_value_);
       if (!ver.ok()) {

@@ -7,9 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 
-// Every read checks a key sum, a version head sum and an inline value's sum
-// (index/layout.h), each a short XXH3: inlined, not called through the
-// shared library's PLT, the short-input paths fold into the reader's loop.
+// Every read hashes its key and an inline value (index/layout.h), each a
+// short XXH3: compiled into this library (XXH_INLINE_ALL) rather than
+// called through libxxhash's PLT. Long inputs go to the library's
+// dispatch (checksum64_long). util/hash_test.cc checks both paths against
+// the reference.
 #ifndef XXH_INLINE_ALL
 #define XXH_INLINE_ALL
 #endif
