@@ -225,12 +225,17 @@ Offset Btree::find(std::string_view key) const {
 // So one changed byte on the way (a prefix word, a separator, a child word,
 // a record's key) reads as damage, never as "absent". Costs a few key reads
 // on a miss only.
+bool Btree::entry_sound(const Node* n, int e) const {
+  const Offset r = n->ptr[e].load(std::memory_order_relaxed);
+  return key_sound(r) && prefix_of(key_of(r)) == n->prefix[e];
+}
+
+bool Btree::bracket_sound(const Node* n, int pos) const {
+  return (pos <= 0 || entry_sound(n, pos - 1)) && (pos >= n->count || entry_sound(n, pos));
+}
+
 bool Btree::miss_sound(const Node* n, int pos, std::string_view key, Offset lo, Offset hi) const {
-  auto sound = [&](int e) {
-    const Offset r = n->ptr[e].load(std::memory_order_relaxed);
-    return key_sound(r) && prefix_of(key_of(r)) == n->prefix[e];
-  };
-  if ((pos > 0 && !sound(pos - 1)) || (pos < n->count && !sound(pos))) return false;
+  if (!bracket_sound(n, pos)) return false;
   // <0, 0, >0 for a against the key of separator record r; 2 when r's key
   // is unreadable or fails its sum (a changed separator misroutes the
   // descent, and then is the fence on the side it sent the key away from).
@@ -703,6 +708,11 @@ void Btree::Iter::seek(std::string_view key, Direction dir) {
       bool found;
       int pos = t_->leaf_lower_bound(n, key, kp, &found);
       if (damage_seen() != d0) return fail(cur, "a key it holds cannot be read");
+      // The binary search compared key bytes the entry sum does not cover:
+      // a changed key would send it to the wrong entry. The two entries
+      // either side of where it stopped are the ones that decided it; when
+      // both are sound the stop is the true lower bound.
+      if (!t_->bracket_sound(n, pos)) return fail(cur, "a key it holds fails its checksum");
       if (back && !found) pos--;
       stack_.push_back({n, cur, pos});
       if (pos >= 0 && pos < n->count) return land();

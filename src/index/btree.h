@@ -237,6 +237,13 @@ class Btree {
   // Whether leaf `n`, reached between separator records `lo` and `hi` (0:
   // unbounded), may truly lack `key`, which would stand at `pos`.
   bool miss_sound(const Node* n, int pos, std::string_view key, Offset lo, Offset hi) const;
+  // Whether leaf entry `e` names a record whose key passes its sum and
+  // agrees with the entry's prefix word.
+  bool entry_sound(const Node* n, int e) const;
+  // Whether the entries either side of position `pos` of leaf `n` (those
+  // that exist) are sound: a binary search that stopped at `pos` then
+  // stopped at the true lower bound.
+  bool bracket_sound(const Node* n, int pos) const;
   Result<Offset> new_node(internal::SessionCore& s, NodeKind kind, uint32_t level);
   // A key record for `key` (lock word `lock`: 0, or kSeparator for a
   // separator), published, not linked.
