@@ -411,7 +411,8 @@ void run_group(const std::string& prefix, const RecoveryCounts& need) {
   EXPECT_GE(total.heap_rebuilt, need.heap_rebuilt) << "no heap was rebuilt";
 }
 
-const char* const kGroups[] = {"txn.", "log.", "ckpt.", "index.", "heap.", "session."};
+// "msg." is run by tests/msg_kill_test.cc (mailbox workloads, not the bank).
+const char* const kGroups[] = {"txn.", "log.", "ckpt.", "index.", "heap.", "session.", "msg."};
 
 TEST(CrashPoints, EveryPointBelongsToATestedGroup) {
   for (uint32_t i = 0; i < crash::kPointCount; i++) {

@@ -81,6 +81,11 @@ struct StoreStats {
   uint64_t checkpoint_ts = 0;  // the last completed checkpoint holds every commit up to here
   uint64_t log_bytes = 0;      // log written since that checkpoint
   std::string log_failed;      // empty, or why the log stopped accepting commits
+  // Messaging (src/msg/): mailboxes in use (closed ones not yet freed too),
+  // the messages in them (waiting or leased) and the waiting payload bytes.
+  uint64_t mailboxes = 0;
+  uint64_t messages = 0;
+  uint64_t message_bytes = 0;
   std::optional<SessionInfo> oldest_pin;
   // The session holding the oldest live (not expired) transaction snapshot
   // (versions newer than it cannot be trimmed below it), with its age and
@@ -106,6 +111,7 @@ struct VerifyReport {
   bool log_checked = false;           // every log record and checkpoint block checksum read
   uint64_t log_records = 0;           // records checked from the checkpoint to the end
   uint64_t checkpoint_keys = 0;       // entries checked in the last checkpoint
+  uint64_t messages = 0;              // mailbox messages checked (lists, counts, checksums)
   std::vector<std::string> problems;  // each names the damaged place
   bool sound() const { return problems.empty(); }
 };

@@ -20,8 +20,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "stoa/msg.h"
 #include "stoa/options.h"
 #include "stoa/result.h"
 #include "stoa/stats.h"
@@ -125,8 +127,50 @@ class Session {
   Result<uint64_t> transact(const std::function<Status(Txn&)>& fn,
                             const TransactOptions& options = {});
 
+  // --- messaging (stoa/msg.h has the promises) ---------------------------
+  // A new mailbox owned by this session: only it receives; it closes (its
+  // messages freed) when this session closes or dies. Errors: kFull (every
+  // mailbox of the store in use), kInvalidArgument (zero capacity), kClosed.
+  Result<MailboxId> create_mailbox(const MailboxOptions& options = {});
+  // The mailbox registered as `name`; when there is none, a new store-owned
+  // one (a queue: any session receives, it outlives them all) with
+  // `options`. Errors: kInvalidArgument (a name is 1..47 bytes, no NUL),
+  // kFull, kClosed.
+  Result<MailboxId> queue(std::string_view name, const MailboxOptions& options = {});
+  // Closes `id` and frees its messages (its owner, or anyone for a queue);
+  // its names go with it. Errors: kNotFound, kInvalidArgument (another
+  // session's mailbox), kClosed.
+  Status remove_mailbox(MailboxId id);
+  // Errors: kNotFound (no such mailbox, or a removed one), kClosed (the
+  // mailbox or this session is closed), kFull (the mailbox after the
+  // timeout, or the store), kInvalidArgument (larger than the mailbox's
+  // max_bytes, or 1 GiB).
+  Status send(MailboxId to, std::string_view payload, const SendOptions& options = {});
+  // The oldest message (that options.match accepts). Errors: kTimeout,
+  // kClosed, kNotFound, kInvalidArgument (another session's mailbox),
+  // kCorrupt (a damaged message: it stays where it was).
+  Result<Message> receive(MailboxId from, const ReceiveOptions& options = {});
+  // receive() without waiting: kTimeout when nothing is there.
+  Result<Message> try_receive(MailboxId from);
+  // A leased message is done (freed), or goes back to the front of its
+  // mailbox. Errors: kNotFound (not leased by this session: acked already,
+  // or taken back after this session was presumed dead), kInvalidArgument
+  // (not a leased message), kClosed.
+  Status ack(const Message& m);
+  Status release(const Message& m);
+  // Names: `name` -> `id` until unregistered, until the mailbox goes, or
+  // until this session (which owns the name) closes or dies. Errors:
+  // kExists, kNotFound, kInvalidArgument, kFull, kClosed.
+  Status register_name(std::string_view name, MailboxId id);
+  Result<MailboxId> whereis(std::string_view name);
+  Status unregister_name(std::string_view name);
+  // Every mailbox of the store, and one.
+  Result<std::vector<MailboxInfo>> mailboxes();
+  Result<MailboxInfo> mailbox_info(MailboxId id);
+
   // Returns caches, drains what purgatory it can, and frees the slot.
-  // Afterwards every call returns kClosed.
+  // Closes this session's mailboxes, drops its names, and gives back the
+  // messages it holds on lease. Afterwards every call returns kClosed.
   Status close();
 
  private:

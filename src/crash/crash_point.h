@@ -56,7 +56,13 @@
   X(kHeapClassLocked, "heap.class.locked", "holding a class lock, list half updated")          \
   X(kSessionClaim, "session.claim", "slot byte taken, slot not yet initialised")               \
   X(kSessionReclaim, "session.reclaim", "reclaiming a dead slot, before its commit")           \
-  X(kSessionReclaimHeap, "session.reclaim.heap", "dead commit settled, memory not reclaimed")
+  X(kSessionReclaimHeap, "session.reclaim.heap", "dead commit settled, memory not reclaimed")  \
+  X(kMsgSendPublished, "msg.send.published", "message published, not yet linked")              \
+  X(kMsgTakeRetired, "msg.take.retired", "received message retired, still linked")             \
+  X(kMsgLeaseUnlinked, "msg.lease.unlinked", "leased message off the ready list, on no list")  \
+  X(kMsgRequeueUnlinked, "msg.requeue.unlinked", "released lease unlinked, not yet requeued")  \
+  X(kMsgDirPublished, "msg.dir.published", "mailbox directory published, not yet rooted")      \
+  X(kMsgDrainRetired, "msg.drain.retired", "closed mailbox's message retired, still linked")
 
 namespace stoa::internal::crash {
 

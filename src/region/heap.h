@@ -111,6 +111,14 @@ class Heap {
   // kLive or kOwned(o) -> kRetired(o). Returns the block's size in bytes.
   Result<uint64_t> mark_retired(Owner& o, Offset body);
   Result<size_t> usable_size(Offset body) const;
+  // The tag of the block at `body` (a recoverer asking whether a dead
+  // session published it). Errors: kInvalidArgument (not a block, or a
+  // freed large one), kCorrupt (guard broken).
+  Result<Tag> tag_of(Offset body) const {
+    Tag t;
+    STOA_TRY(check_block(body, &t));
+    return t;
+  }
   // The link word of a block the caller owns (purgatory threading).
   void set_link(Offset body, uint64_t next);
   uint64_t link(Offset body) const;

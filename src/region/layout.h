@@ -36,8 +36,9 @@ using Offset = uint64_t;  // byte offset in the data file; 0 means "none"
 inline constexpr uint32_t kPageSize = 4096;
 // 2: log header in the roots page; 3: the layout word folds every data-file
 // struct (store/layout.h); 4: checksummed index blocks (index/layout.h);
-// 5: separators are records of their own, deleted keys leave the index.
-inline constexpr uint32_t kFormatVersion = 5;
+// 5: separators are records of their own, deleted keys leave the index;
+// 6: the messaging root in the roots page (store/layout.h).
+inline constexpr uint32_t kFormatVersion = 6;
 inline constexpr char kDataMagic[8] = {'S', 'T', 'O', 'A', 'D', 'A', 'T', '1'};
 inline constexpr uint64_t kHeapMetaOffset = kPageSize;
 // One page of fixed roots for the layers above the heap (the index header,

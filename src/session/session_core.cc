@@ -94,27 +94,40 @@ Status SessionCore::free(Offset body) {
   return st;
 }
 
-Status SessionCore::retire(Offset body) { return retire_one(body, true); }
+Status SessionCore::retire(Offset body) { return retire_one(body, true, true); }
+
+Status SessionCore::retire_deferred(Offset body) { return retire_one(body, true, false); }
+
+void SessionCore::collect_if_due() {
+  if (closed_ || pin_depth_ > 0) return;
+  if (ops_since_collect_ >= kCollectEvery ||
+      cycle::purgatory_of(*slot_ptr_).bytes.load(std::memory_order_relaxed) >= kCollectBytes) {
+    ops_since_collect_ = 0;
+    (void)collect(/*automatic=*/true);
+  }
+}
 
 Status SessionCore::retire_all(const std::vector<Offset>& bodies) {
   if (closed_) return closed_error();
   Status first;
   for (Offset b : bodies) {
-    Status st = retire_one(b, false);
+    Status st = retire_one(b, false, true);
     if (!st.ok() && first.ok()) first = std::move(st);
   }
   if (!bodies.empty()) record(RecordKind::kRetire, first.code(), bodies[0], bodies.size());
   return first;
 }
 
-Status SessionCore::retire_one(Offset body, bool recorded) {
+Status SessionCore::retire_one(Offset body, bool recorded, bool may_collect) {
   if (closed_) return closed_error();
   region::Owner o = owner();
   auto bytes = deps_.heap->mark_retired(o, body);
   if (recorded) record(RecordKind::kRetire, bytes.code(), body);
   if (!bytes.ok()) return std::move(bytes).error();
   deps_.cycles->retire(cycle::purgatory_of(*slot_ptr_), *deps_.heap, o, body, *bytes);
-  if (++ops_since_collect_ >= kCollectEvery ||
+  ++ops_since_collect_;
+  if (!may_collect) return {};
+  if (ops_since_collect_ >= kCollectEvery ||
       cycle::purgatory_of(*slot_ptr_).bytes.load(std::memory_order_relaxed) >= kCollectBytes) {
     ops_since_collect_ = 0;
     (void)collect(/*automatic=*/true);

@@ -110,6 +110,11 @@ class SessionCore {
   // kLive or kOwned(this) -> kRetired, into this session's purgatory; freed
   // when every session pinned at the time has unpinned. Errors as publish.
   Status retire(Offset body);
+  // retire() without the automatic collect, for a caller holding a lock
+  // that the collect's reaping of dead sessions may take (a mailbox's);
+  // it calls collect_if_due() once it holds none.
+  Status retire_deferred(Offset body);
+  void collect_if_due();
   // retire() of each block, with one recorder entry for them all (arg: the
   // first, arg2: how many), so a bulk unlink does not flush the ring of
   // what came before it. Returns the first error; the others are retired.
@@ -163,7 +168,7 @@ class SessionCore {
 
  private:
   friend class StoreImpl;
-  Status retire_one(Offset body, bool recorded);
+  Status retire_one(Offset body, bool recorded, bool may_collect);
   SessionDeps deps_;
   const cycle::CycleManager* cycles_;  // cached: pin() is the hot path
   session::SessionSlot* slot_ptr_;

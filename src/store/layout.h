@@ -8,8 +8,10 @@
 //   offset  size   owner  struct
 //   0       1024   index  index::IndexHeader (tree root, key count; the
 //                         MVCC clock next_ts/visible_ts/low_water with it)
-//   1024    3072   log    log::LogHeader (segment size, synced and
+//   1024    1024   log    log::LogHeader (segment size, synced and
 //                         checkpoint marks)
+//   2048    2048   msg    msg::MsgRoot (the mailbox directory's lock and
+//                         offset)
 //
 // A layer receives a pointer to its root from the store (Btree, LogContext),
 // never computes the offset itself. Adding a root is one row here and one
@@ -28,6 +30,7 @@
 
 #include "index/layout.h"
 #include "log/layout.h"
+#include "msg/layout.h"
 #include "region/layout.h"
 #include "txn/layout.h"
 
@@ -36,14 +39,19 @@ namespace stoa::internal {
 inline constexpr uint64_t kIndexRootOffset = region::kRootsOffset;
 inline constexpr uint64_t kIndexRootBytes = 1024;
 inline constexpr uint64_t kLogRootOffset = region::kRootsOffset + 1024;
-inline constexpr uint64_t kLogRootBytes = region::kRootsOffset + region::kPageSize - kLogRootOffset;
+inline constexpr uint64_t kLogRootBytes = 1024;
+inline constexpr uint64_t kMsgRootOffset = region::kRootsOffset + 2048;
+inline constexpr uint64_t kMsgRootBytes = region::kRootsOffset + region::kPageSize - kMsgRootOffset;
 
 static_assert(sizeof(index::IndexHeader) <= kIndexRootBytes);
 static_assert(kIndexRootOffset + kIndexRootBytes <= kLogRootOffset);
 static_assert(sizeof(log::LogHeader) <= kLogRootBytes);
-static_assert(kLogRootOffset + kLogRootBytes <= region::kRootsOffset + region::kPageSize);
+static_assert(kLogRootOffset + kLogRootBytes <= kMsgRootOffset);
+static_assert(sizeof(msg::MsgRoot) <= kMsgRootBytes);
+static_assert(kMsgRootOffset + kMsgRootBytes <= region::kRootsOffset + region::kPageSize);
 static_assert(kIndexRootOffset % alignof(index::IndexHeader) == 0 &&
-              kLogRootOffset % alignof(log::LogHeader) == 0);
+              kLogRootOffset % alignof(log::LogHeader) == 0 &&
+              kMsgRootOffset % alignof(msg::MsgRoot) == 0);
 
 namespace layout_detail {
 // Folds a struct's size and alignment into a word, position by position.
@@ -64,6 +72,9 @@ inline constexpr uint64_t kDataLayoutWord = [] {
   w = fold(w, sizeof(log::LogHeader), alignof(log::LogHeader), 43);
   w = fold(w, kLogRootOffset - region::kRootsOffset, kIndexRootBytes, 51);
   w = fold(w, sizeof(txn::CommitPair), alignof(txn::CommitPair), 59);
+  w = fold(w, sizeof(msg::MsgRoot), kMsgRootOffset - region::kRootsOffset, 7);
+  w = fold(w, sizeof(msg::Mailbox), sizeof(msg::MsgHeader), 15);
+  w = fold(w, sizeof(msg::Directory), msg::kMaxMailboxes, 23);
   return w;
 }();
 

@@ -17,6 +17,24 @@ namespace stoa::internal {
 
 namespace {
 
+// --- msg: mailboxes ---------------------------------------------------------
+
+// Every mailbox lock is taken (repairing what the dead owner left mid-step)
+// before the heap below reclaims its blocks; its mailboxes close, its names
+// and leases go (msg_recovery.cc).
+void msg_recover_dead(StoreImpl& s, const DeadSlot& d) { s.msgs().recover_dead(d.slot); }
+// The closed mailboxes' messages are freed through the heir.
+Status msg_adopt_dead(StoreImpl& s, const DeadSlot&, SessionCore& heir) {
+  return s.msgs().drain_closed(heir);
+}
+void msg_stats(StoreImpl& s, StoreStats& out) {
+  msg::MsgStats m = s.msgs().stats();
+  out.mailboxes = m.mailboxes;
+  out.messages = m.messages;
+  out.message_bytes = m.bytes;
+}
+void msg_verify(StoreImpl& s, VerifyReport& rep) { rep.messages = s.msgs().verify(&rep.problems); }
+
 // --- txn: commit records, snapshots, the index -----------------------------
 
 void txn_recover_dead(StoreImpl& s, const DeadSlot& d) {
@@ -174,7 +192,8 @@ void heap_verify(StoreImpl& s, VerifyReport& rep) {
   });
 }
 
-constexpr std::array<LayerHooks, 4> kLayers = {{
+constexpr std::array<LayerHooks, 5> kLayers = {{
+    {"msg", msg_recover_dead, nullptr, msg_adopt_dead, msg_stats, nullptr, msg_verify},
     {"txn", txn_recover_dead, txn_reset_slot, nullptr, txn_stats, txn_slot_stats, txn_verify},
     {"log", nullptr, nullptr, nullptr, log_stats, nullptr, log_verify},
     {"cycle", nullptr, cycle_reset_slot, nullptr, cycle_stats, cycle_slot_stats, nullptr},

@@ -262,6 +262,14 @@ Status StoreImpl::finish_open() {
     recovery_.reason +=
         fmt::format("; the log had failed at {}: repaired by a checkpoint at {}", f, r->ts);
   }
+  // Mailboxes closed with their dead owners (recover_alone) hold messages
+  // that only a session can free.
+  if (msgs_->stats().mailboxes != 0) {
+    STOA_ASSIGN(SessionCore * c, new_session());
+    Status st = msgs_->drain_closed(*c);
+    (void)close_session(c);
+    STOA_TRY(st);
+  }
   recovery_.sessions_recovered =
       uint32_t(table_->header()->recoveries.load(std::memory_order_relaxed)) - before;
   recovery_.end_ts = txns_->header()->next_ts.load(std::memory_order_relaxed);

@@ -198,6 +198,8 @@ Status StoreImpl::open_protocol() {
     STOA_ASSIGN(region_, region::Region::open(env_, data, kDataLayoutWord, options_.huge_pages));
   }
   heap_ = std::make_unique<region::Heap>(region_.get(), options_.poison_freed);
+  msgs_ = std::make_unique<msg::Mailboxes>(msg::MsgContext{
+      region_.get(), heap_.get(), reinterpret_cast<msg::MsgRoot*>(region_->rw(kMsgRootOffset))});
   const uint64_t seg =
       reinterpret_cast<const log::LogHeader*>(region_->ro(kLogRootOffset))->segment_size;
   const uint32_t slots = region_->header().max_sessions;
@@ -215,6 +217,9 @@ Status StoreImpl::open_protocol() {
     log_ = std::make_unique<LogManager>(log_context(), env_, log_dir, seg_size);
     txns_->set_log(log_.get());
     log_->init_alone(fresh);
+    // Every mailbox repaired (and its locks made new) while the dead
+    // sessions' blocks are still tagged as they left them (msg_recovery.cc).
+    msgs_->recover_alone();
     // Finish or undo the commits of sessions that died, before their memory
     // is reclaimed below (rolled-forward versions get published first).
     for (uint32_t i = 0; i < slots && !recreated; i++) {
@@ -433,6 +438,7 @@ void StoreImpl::user_closing(SessionCore* core) {
   // leave the index now rather than with a later commit that may not come.
   // In the application's thread only: the store's own sessions (checkpoint,
   // verify) close while other work runs beside them.
+  msgs_->session_closing(*core);  // its mailboxes close, its leases go back
   if (!core->closed() && !core->in_txn && !core->pinned()) {
     txns_->remove_deleted(*core, /*fresh=*/true);
   }

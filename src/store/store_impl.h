@@ -16,6 +16,7 @@
 
 #include "cycle/cycle.h"
 #include "log/log.h"
+#include "msg/mailboxes.h"
 #include "region/heap.h"
 #include "region/region.h"
 #include "session/session_core.h"
@@ -72,6 +73,7 @@ class StoreImpl final : public SessionHost {
   cycle::CycleManager& cycles() { return *cycles_; }
   TxnManager& txns() { return *txns_; }
   LogManager& log() { return *log_; }
+  msg::Mailboxes& msgs() { return *msgs_; }
   bool has_log() const { return log_ != nullptr; }
   Env* env() const { return env_; }
   const RecoveryReport& recovery() const { return recovery_; }
@@ -150,6 +152,7 @@ class StoreImpl final : public SessionHost {
   std::unique_ptr<cycle::CycleManager> cycles_;
   std::unique_ptr<TxnManager> txns_;
   std::unique_ptr<LogManager> log_;
+  std::unique_ptr<msg::Mailboxes> msgs_;
   bool forked_ = false;
   bool alone_ = false;            // this process opened the store alone
   bool rebuild_pending_ = false;  // the data file is new: load checkpoint and log
