@@ -1,8 +1,13 @@
 // tools/cli_util.cc — the helpers every `stoa` command shares (cli_util.h).
 #include "cli_util.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -135,6 +140,35 @@ Result<std::unique_ptr<Store>> open_existing(const std::string& dir, Durability 
   o.log_threads = false;
   o.durability = durability;
   return Store::open(dir, o);
+}
+
+Result<Opened> open_session(const std::string& dir, Durability durability) {
+  STOA_ASSIGN(auto store, open_existing(dir, durability));
+  STOA_ASSIGN(Session session, store->session());
+  return Opened{std::move(store), std::move(session)};
+}
+
+Error os_error(int err, const std::string& what) {
+  Code code = Code::kIo;
+  if (err == ENOENT) code = Code::kNotFound;
+  if (err == EACCES || err == EPERM) code = Code::kPermission;
+  return Error(code, fmt::format("{}: {}", what, std::strerror(err)));
+}
+
+Result<std::string> read_all(int fd, const std::string& what) {
+  std::string data;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    data.reserve(size_t(st.st_size));
+  }
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return os_error(errno, "read " + what);
+    if (n == 0) return data;
+    data.append(buf, size_t(n));
+  }
 }
 
 }  // namespace stoa::cli

@@ -11,6 +11,7 @@
 #define STOA_TOOLS_CLI_UTIL_H_
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -52,6 +53,45 @@ Result<std::string> unescape_field(std::string_view text, size_t first_column = 
 // of its sessions promise `durability`.
 Result<std::unique_ptr<Store>> open_existing(const std::string& dir,
                                              Durability durability = Durability::kGroup);
+
+// An existing store and one session on it. The session closes before the
+// store (members are destroyed in reverse order).
+struct Opened {
+  std::unique_ptr<Store> store;
+  Session session;
+};
+Result<Opened> open_session(const std::string& dir, Durability durability = Durability::kGroup);
+// An errno as an Error: kNotFound, kPermission, else kIo.
+Error os_error(int err, const std::string& what);
+// Everything readable from fd, to its end.
+Result<std::string> read_all(int fd, const std::string& what);
+
+// Buffered stdout that reports a failed write (a full disk, a closed pipe
+// when SIGPIPE is ignored) instead of losing it.
+class Out {
+ public:
+  ~Out() { (void)flush(); }
+  std::string& buf() { return buf_; }
+  Status maybe_flush() { return buf_.size() >= (1u << 20) ? flush() : Status{}; }
+  Status write(const char* p, size_t n) {
+    STOA_TRY(flush());
+    return put(p, n);
+  }
+  Status flush() {
+    if (buf_.empty()) return {};
+    Status st = put(buf_.data(), buf_.size());
+    buf_.clear();
+    return st;
+  }
+
+ private:
+  static Status put(const char* p, size_t n) {
+    if (n > 0 && std::fwrite(p, 1, n, stdout) != n) return os_error(errno, "write to stdout");
+    if (std::fflush(stdout) != 0) return os_error(errno, "write to stdout");
+    return {};
+  }
+  std::string buf_;
+};
 
 }  // namespace stoa::cli
 

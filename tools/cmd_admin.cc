@@ -105,6 +105,9 @@ Json stats_json(const StoreStats& s) {
          {"durable_ts", s.durable_ts},
          {"checkpoint_ts", s.checkpoint_ts},
          {"log_bytes", s.log_bytes},
+         {"mailboxes", s.mailboxes},
+         {"messages", s.messages},
+         {"message_bytes", s.message_bytes},
          {"log_failed", s.log_failed.empty() ? Json(nullptr) : Json(s.log_failed)}};
   if (s.oldest_snapshot) {
     const SessionInfo& o = *s.oldest_snapshot;
@@ -165,6 +168,8 @@ void print_stats(const StoreStats& s) {
   } else {
     fmt::print("checkpoint     none yet, {} of log\n", sized(s.log_bytes));
   }
+  fmt::print("mailboxes      {}, {} messages ({} waiting)\n", s.mailboxes, s.messages,
+             sized(s.message_bytes));
   if (!s.log_failed.empty()) {
     fmt::print("LOG FAILED     {} (no commit is accepted until the next lone open repairs it)\n",
                s.log_failed);
@@ -253,6 +258,7 @@ int cmd_verify(const std::string& dir) {
   } else {
     fmt::print("  log            not checked\n");
   }
+  fmt::print("  mailboxes      {} messages checked: lists, counts, checksums\n", r.messages);
   for (const std::string& p : r.problems) fmt::print("  problem: {}\n", p);
   if (!r.sound()) {
     return report(Code::kCorrupt,

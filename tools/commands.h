@@ -48,6 +48,10 @@ Handler setup_checkpoint(CLI::App& sub);
 Handler setup_backup(CLI::App& sub);
 Handler setup_compact(CLI::App& sub);
 Handler setup_recover(CLI::App& sub);
+// tools/cmd_msg.cc: mailboxes.
+Handler setup_send(CLI::App& sub);
+Handler setup_recv(CLI::App& sub);
+Handler setup_mailboxes(CLI::App& sub);
 // tools/demo.cc: the demonstration.
 Handler setup_demo(CLI::App& sub);
 

@@ -123,7 +123,7 @@ TreeRemover::~TreeRemover() {
 }
 
 void Demo::kill_all() {
-  for (auto* v : {&children_, &bank_children_}) {
+  for (auto* v : {&children_, &bank_children_, &mail_children_}) {
     for (Child& c : *v) {
       if (c.pid > 0 && !c.reaped) {
         ::kill(c.pid, SIGKILL);
@@ -225,10 +225,11 @@ int Demo::run() {
 
   int rc = alloc_phase();
   if (rc == kExitOk) rc = bank();
+  if (rc == kExitOk) rc = mail();
   if (rc == kExitOk) {
     fmt::print(
-        "demo passed: the store is sound, every surviving worker saw intact data, and every "
-        "bank snapshot balanced\n");
+        "demo passed: the store is sound, every surviving worker saw intact data, every "
+        "bank snapshot balanced, and every job was answered\n");
   }
   kill_all();
   store_.reset();

@@ -3,7 +3,8 @@
 // final verify); demo_alloc.cc is the allocator phase (raw blocks shared
 // and retired between processes, one worker SIGKILLed and reclaimed);
 // demo_bank.cc is the bank phase (transfers between processes, every
-// snapshot audited, one transfer worker SIGKILLed). Written against the
+// snapshot audited, one transfer worker SIGKILLed); demo_msg.cc the mailbox
+// phase (jobs leased from a queue, one worker SIGKILLed holding a lease). Written against the
 // public API only (stoa/store.h, stoa/admin.h).
 //
 // Thread safety: single-threaded; the demo forks child processes, each of
@@ -145,6 +146,8 @@ class Demo {
   int bank();
   int bank_spawn(uint64_t deadline_ns);
   int bank_finish(size_t victim, uint64_t bank_start_ns, uint64_t deadline_ns);
+  // The mailbox phase (demo_msg.cc).
+  int mail();
 
   DemoArgs args_;
   std::string dir_;
@@ -156,6 +159,8 @@ class Demo {
   WorkerBoard* boards_ = nullptr;
   BoardMap bank_map_;
   BankBoard* bank_boards_ = nullptr;
+  std::vector<Child> mail_children_;  // mailbox workers
+  BoardMap mail_map_;
   uint64_t start_ns_ = 0;
   uint64_t deadline_ns_ = 0;
 };

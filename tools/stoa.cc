@@ -1,7 +1,8 @@
 // tools/stoa.cc — the `stoa` command-line tool: the command table and the
 // dispatch. The commands live in one file per group: cmd_admin.cc (init,
 // stat, verify, recorder), cmd_data.cc (put, get, del, scan, dump, load),
-// cmd_durable.cc (checkpoint, backup, compact, recover) and demo.cc (demo);
+// cmd_durable.cc (checkpoint, backup, compact, recover), cmd_msg.cc (send,
+// recv, mailboxes) and demo.cc (demo);
 // commands.h says how a command plugs in. The tool uses the public API only
 // (include/stoa/: store.h, and admin.h for what a tool needs beyond it).
 //
@@ -31,6 +32,7 @@ constexpr const char* kFooter = R"(Exit status:
       directory that is not empty (one line on stderr: "stoa: <code>: <message>")
   2   verify found damage (each problem is printed); recover: the checkpoint
       or the log is damaged (the message names the file); demo: a check failed
+  3   recv: no message came within --timeout
   64  bad command line
 
 backup and checkpoint run online, beside other processes; compact and recover
@@ -68,6 +70,12 @@ constexpr Command kCommands[] = {
      "Recover the store alone and report what was found and done (exit 2 when the log is "
      "damaged)",
      setup_recover},
+    {"send", "Send PAYLOAD (or stdin's bytes) to the queue NAME, made on first use", setup_send},
+    {"recv",
+     "Receive the oldest message of the queue NAME and print its bytes (exit 3 on --timeout)",
+     setup_recv},
+    {"mailboxes", "List the mailboxes: name, id, owner, depth, bytes, oldest message's age",
+     setup_mailboxes},
     {"demo",
      "Worker processes share data, one is SIGKILLed and reclaimed; then bank transfers "
      "between processes, every snapshot audited",

@@ -141,7 +141,7 @@ struct MsgHeader {
   uint64_t lessee;      // owner_word of the lease holder; 0 when not leased
   uint32_t len;         // payload bytes
   uint32_t deliveries;  // times leased (the mailbox's lock)
-  uint32_t sum;         // checksum of seq, sender, tag, sent_ns, len, payload
+  uint32_t sum;         // checksum of the payload, seeded by sender, len, tag, sent_ns
   uint32_t magic;       // kMsgMagic
 };
 inline constexpr uint32_t kMsgMagic = 0x4753'4d53;  // "SMSG"
