@@ -53,8 +53,11 @@ enum class BoxState : uint32_t {
                 // are being freed by whoever drains it (then kFree)
 };
 
-// One mailbox. Guarded by `lock` unless said otherwise.
-struct alignas(64) Mailbox {
+// One mailbox. Guarded by `lock` unless said otherwise. Entries are 256
+// bytes so that two mailboxes share at most one cache line; the struct asks
+// for no more than 8-byte alignment because heap block bodies are only
+// 16-byte aligned (alignas(64) here was undefined behaviour in the mapping).
+struct Mailbox {
   ShmMutex lock;
   // Set under dir_lock (with `lock` held too when the entry is in use);
   // read by anyone with acquire to check an id before locking.
@@ -88,12 +91,14 @@ struct alignas(64) Mailbox {
   uint64_t receives;
   uint64_t redeliveries;
   char name[kMaxNameBytes + 1];  // dir_lock: its queue name, "" when none
+  uint64_t reserved[2];          // zero; pads the entry to 256 bytes
 };
 static_assert(sizeof(Mailbox) == 256);
 static_assert(offsetof(Mailbox, state) == 40 && offsetof(Mailbox, owner) == 64 &&
               offsetof(Mailbox, head) == 72 && offsetof(Mailbox, op_kind) == 144 &&
               offsetof(Mailbox, name) == 192);
 static_assert(std::is_standard_layout_v<Mailbox>);
+static_assert(alignof(Mailbox) <= 16, "heap block bodies are 16-byte aligned");
 
 // A registered name. Written under dir_lock: the fields first, `id` last
 // (0: free), so a holder that dies half-way leaves a free entry.
@@ -113,6 +118,7 @@ struct Directory {
 };
 static_assert(offsetof(Directory, boxes) == 64);
 static_assert(sizeof(Directory) == 64 + 256 * kMaxMailboxes + 64 * kMaxNames);
+static_assert(alignof(Directory) <= 16, "heap block bodies are 16-byte aligned");
 
 // The messaging root in the roots page.
 struct MsgRoot {
@@ -147,6 +153,7 @@ struct MsgHeader {
 inline constexpr uint32_t kMsgMagic = 0x4753'4d53;  // "SMSG"
 static_assert(sizeof(MsgHeader) == 64);
 static_assert(std::is_standard_layout_v<MsgHeader>);
+static_assert(alignof(MsgHeader) <= 16, "heap block bodies are 16-byte aligned");
 
 // A session as the directory names it: slot + 1 in the high word (so 0 is
 // never a session), generation in the low.
