@@ -219,6 +219,23 @@ class Child {
   FILE* out_ = nullptr;
 };
 
+// The start signal of worker processes: the read end (fd[0]) is inherited
+// by children spawned while it is open (no O_CLOEXEC), the write end is
+// not; start() closes the write end, and every worker blocked in
+// wait_for_start(fd) sees EOF at once. The destructor closes both ends.
+struct StartPipe {
+  StartPipe();
+  ~StartPipe();
+  StartPipe(const StartPipe&) = delete;
+  StartPipe& operator=(const StartPipe&) = delete;
+  void close_read();  // after the workers are spawned
+  void start();
+  int fd[2] = {-1, -1};
+};
+// In a worker: blocks until the start pipe's read end `fd` reaches EOF, then
+// closes it.
+void wait_for_start(int fd);
+
 // A scratch directory, removed (recursively) when destroyed.
 class TempDir {
  public:

@@ -274,6 +274,30 @@ void die(const std::string& what) {
   std::exit(2);
 }
 
+StartPipe::StartPipe() {
+  if (pipe2(fd, O_CLOEXEC) != 0) die("pipe2: " + std::string(std::strerror(errno)));
+  if (fcntl(fd[0], F_SETFD, 0) != 0) die("fcntl: " + std::string(std::strerror(errno)));
+}
+StartPipe::~StartPipe() {
+  close_read();
+  start();
+}
+void StartPipe::close_read() {
+  if (fd[0] >= 0) ::close(fd[0]);
+  fd[0] = -1;
+}
+void StartPipe::start() {
+  if (fd[1] >= 0) ::close(fd[1]);
+  fd[1] = -1;
+}
+void wait_for_start(int fd) {
+  char c;
+  ssize_t n;
+  do n = ::read(fd, &c, 1);
+  while (n < 0 && errno == EINTR);
+  ::close(fd);
+}
+
 Child::Child(const std::string& name, const std::vector<std::string>& args) {
   // Exec /proc/self/exe, not the path it names: the binary may have been
   // relinked (replaced) since this process started.

@@ -458,29 +458,6 @@ Trial thread_trial(SideKind k, const std::string& dir, int n, double seconds, ui
   return out;
 }
 
-// Closes both ends of the start pipe on every path.
-struct StartPipe {
-  StartPipe() {
-    // The read end is inherited by the workers (no O_CLOEXEC), the write
-    // end is not: closing it here is the start signal (EOF).
-    if (pipe2(fd, O_CLOEXEC) != 0) die("pipe2: " + std::string(std::strerror(errno)));
-    if (fcntl(fd[0], F_SETFD, 0) != 0) die("fcntl: " + std::string(std::strerror(errno)));
-  }
-  ~StartPipe() {
-    close_read();
-    start();
-  }
-  void close_read() {
-    if (fd[0] >= 0) ::close(fd[0]);
-    fd[0] = -1;
-  }
-  void start() {
-    if (fd[1] >= 0) ::close(fd[1]);
-    fd[1] = -1;
-  }
-  int fd[2] = {-1, -1};
-};
-
 // N worker processes, one session each, each opening the store itself.
 Trial proc_trial(SideKind k, const std::string& dir, int n, double seconds, uint64_t trial) {
   Trial out;
@@ -543,12 +520,8 @@ int durable_worker(const std::vector<std::string>& a) {
   Run r = session_loop(*side, w, seconds, trial, [&] {
     std::printf("ready\n");
     std::fflush(stdout);
-    char c;
-    ssize_t n;
-    do n = ::read(gofd, &c, 1);
-    while (n < 0 && errno == EINTR);
+    wait_for_start(gofd);
   });
-  ::close(gofd);
   if (!r.error.empty())
     std::fprintf(stderr, "durable-worker %s: %s\n", a[0].c_str(), r.error.c_str());
   std::printf("%llu %.9f %llu\n", (unsigned long long)r.ops, r.seconds, (unsigned long long)r.bad);

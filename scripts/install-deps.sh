@@ -12,7 +12,7 @@ PACKAGES=(
   clang libclang-rt-14-dev clang-format
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   libxxhash-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-  liblmdb-dev liburcu-dev libboost-dev libsqlite3-dev
+  liblmdb-dev liburcu-dev libboost-dev libsqlite3-dev libzmq3-dev
 )
 # gnuplot-nox: bench/plot_sweep.py (make bench-sweep's SVGs, the plot check in
 # the bench_sweep_* tests). Nothing else needs it.
