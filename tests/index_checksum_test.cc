@@ -361,9 +361,12 @@ TEST_F(IndexChecksum, FlippedLiveIndexBytesAreNeverServed) {
     std::printf("  %-10s %llu detected, %llu read clean\n", kBlockName[b],
                 (unsigned long long)tally.detected_in[b], (unsigned long long)tally.clean_in[b]);
   }
-  // Nearly every live byte is checked; a run where reads met no damage at
-  // all would mean the checks are off.
-  EXPECT_GT(tally.detected, tally.trials / 2);
+  // A run where reads met little or no damage would mean the checks are
+  // off. About half the flipped bytes are never read by a lookup (node
+  // slack, lock words, older links: see the tally), so the bound is a
+  // third: detection runs at 49-57% of 300 trials (sd ~9 trials), and
+  // trials / 2 failed one run in ~30 (148 of 300, seed 17278470168003883288).
+  EXPECT_GT(tally.detected, tally.trials / 3);
 }
 
 }  // namespace
