@@ -412,7 +412,8 @@ void run_group(const std::string& prefix, const RecoveryCounts& need) {
 }
 
 // "msg." is run by tests/msg_kill_test.cc (mailbox workloads, not the bank).
-const char* const kGroups[] = {"txn.", "log.", "ckpt.", "index.", "heap.", "session.", "msg."};
+const char* const kGroups[] = {"txn.",  "log.",     "ckpt.", "index.",
+                               "heap.", "session.", "msg.",  "chan."};
 
 TEST(CrashPoints, EveryPointBelongsToATestedGroup) {
   for (uint32_t i = 0; i < crash::kPointCount; i++) {

@@ -108,6 +108,8 @@ Json stats_json(const StoreStats& s) {
          {"mailboxes", s.mailboxes},
          {"messages", s.messages},
          {"message_bytes", s.message_bytes},
+         {"channels", s.channels},
+         {"channel_messages", s.channel_messages},
          {"log_failed", s.log_failed.empty() ? Json(nullptr) : Json(s.log_failed)}};
   if (s.oldest_snapshot) {
     const SessionInfo& o = *s.oldest_snapshot;
@@ -170,6 +172,7 @@ void print_stats(const StoreStats& s) {
   }
   fmt::print("mailboxes      {}, {} messages ({} waiting)\n", s.mailboxes, s.messages,
              sized(s.message_bytes));
+  fmt::print("channels       {}, {} messages waiting\n", s.channels, s.channel_messages);
   if (!s.log_failed.empty()) {
     fmt::print("LOG FAILED     {} (no commit is accepted until the next lone open repairs it)\n",
                s.log_failed);
@@ -258,7 +261,8 @@ int cmd_verify(const std::string& dir) {
   } else {
     fmt::print("  log            not checked\n");
   }
-  fmt::print("  mailboxes      {} messages checked: lists, counts, checksums\n", r.messages);
+  fmt::print("  messages       {} checked: mailbox lists, counts, checksums; channel rings\n",
+             r.messages);
   for (const std::string& p : r.problems) fmt::print("  problem: {}\n", p);
   if (!r.sound()) {
     return report(Code::kCorrupt,

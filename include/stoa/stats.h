@@ -86,6 +86,9 @@ struct StoreStats {
   uint64_t mailboxes = 0;
   uint64_t messages = 0;
   uint64_t message_bytes = 0;
+  // Channels (stoa/channel.h) and the messages pushed and not yet popped.
+  uint64_t channels = 0;
+  uint64_t channel_messages = 0;
   std::optional<SessionInfo> oldest_pin;
   // The session holding the oldest live (not expired) transaction snapshot
   // (versions newer than it cannot be trimmed below it), with its age and
@@ -112,6 +115,7 @@ struct VerifyReport {
   uint64_t log_records = 0;           // records checked from the checkpoint to the end
   uint64_t checkpoint_keys = 0;       // entries checked in the last checkpoint
   uint64_t messages = 0;              // mailbox messages checked (lists, counts, checksums)
+                                      // and channel messages waiting (ring words)
   std::vector<std::string> problems;  // each names the damaged place
   bool sound() const { return problems.empty(); }
 };

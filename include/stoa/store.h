@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "stoa/channel.h"
 #include "stoa/msg.h"
 #include "stoa/options.h"
 #include "stoa/result.h"
@@ -167,6 +168,25 @@ class Session {
   // Every mailbox of the store, and one.
   Result<std::vector<MailboxInfo>> mailboxes();
   Result<MailboxInfo> mailbox_info(MailboxId id);
+
+  // --- channels (stoa/channel.h has the promises) --------------------------
+  // The channel named `name`; when there is none, a new one with `options`
+  // (ignored for an existing one). Errors: kInvalidArgument (a name is
+  // 1..47 bytes without NUL; bad options), kFull (256 channels in use, or
+  // the store), kClosed.
+  Result<ChannelId> channel(std::string_view name, const ChannelOptions& options = {});
+  // Errors: kNotFound (no such channel), kClosed (removed, or this session
+  // closed), kInvalidArgument (larger than max_message), kFull (after the
+  // timeout).
+  Status push(ChannelId to, std::string_view payload, const PushOptions& options = {});
+  // The oldest message into *payload (its capacity reused: no allocation
+  // once it is large enough). Errors: kTimeout, kNotFound, kClosed,
+  // kCorrupt (a damaged slot, skipped).
+  Result<Popped> pop(ChannelId from, std::string* payload, const PopOptions& options = {});
+  // Removes it: pushers and poppers get kClosed, waiting ones are woken,
+  // its messages go. Errors: kNotFound, kClosed.
+  Status remove_channel(ChannelId id);
+  Result<std::vector<ChannelInfo>> channels();
 
   // Returns caches, drains what purgatory it can, and frees the slot.
   // Closes this session's mailboxes, drops its names, and gives back the

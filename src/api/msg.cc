@@ -1,5 +1,5 @@
-// api/msg.cc — Session's messaging calls over the store's mailboxes
-// (src/msg/ holds the protocols).
+// api/msg.cc — Session's messaging calls over the store's mailboxes and
+// channels (src/msg/ holds the protocols).
 #include <chrono>
 
 #include "api/access.h"
@@ -132,6 +132,46 @@ Result<MailboxInfo> Session::mailbox_info(MailboxId id) {
   if (core_ == nullptr) return session_closed();
   STOA_ASSIGN(msg::BoxInfo b, boxes(core_).info(*core_, id.value));
   return info_of(b);
+}
+
+// --- channels --------------------------------------------------------------
+
+Result<ChannelId> Session::channel(std::string_view name, const ChannelOptions& options) {
+  if (core_ == nullptr) return session_closed();
+  STOA_ASSIGN(uint64_t id,
+              boxes(core_).channel(*core_, name, {options.capacity, options.max_message}));
+  return ChannelId{id};
+}
+
+Status Session::push(ChannelId to, std::string_view payload, const PushOptions& options) {
+  if (core_ == nullptr) return session_closed();
+  return boxes(core_).push(*core_, to.value, payload, options.tag, ns_of(options.timeout),
+                           options.poll);
+}
+
+Result<Popped> Session::pop(ChannelId from, std::string* payload, const PopOptions& options) {
+  if (core_ == nullptr) return session_closed();
+  if (payload == nullptr) return Error(Code::kInvalidArgument, "pop needs a payload string");
+  STOA_ASSIGN(msg::Popped p,
+              boxes(core_).pop(*core_, from.value, payload, ns_of(options.timeout), options.poll));
+  return Popped{p.pos, p.tag, p.sent_ns};
+}
+
+Status Session::remove_channel(ChannelId id) {
+  if (core_ == nullptr) return session_closed();
+  return boxes(core_).remove_channel(*core_, id.value);
+}
+
+Result<std::vector<ChannelInfo>> Session::channels() {
+  if (core_ == nullptr) return session_closed();
+  STOA_ASSIGN(std::vector<msg::ChanInfo> all, boxes(core_).channels(*core_));
+  std::vector<ChannelInfo> out;
+  out.reserve(all.size());
+  for (const msg::ChanInfo& c : all) {
+    out.push_back(ChannelInfo{ChannelId{c.id}, c.name, c.closed, c.capacity, c.max_message,
+                              c.pushed, c.popped, c.created_ns});
+  }
+  return out;
 }
 
 }  // namespace stoa

@@ -62,7 +62,11 @@
   X(kMsgLeaseUnlinked, "msg.lease.unlinked", "leased message off the ready list, on no list")  \
   X(kMsgRequeueUnlinked, "msg.requeue.unlinked", "released lease unlinked, not yet requeued")  \
   X(kMsgDirPublished, "msg.dir.published", "mailbox directory published, not yet rooted")      \
-  X(kMsgDrainRetired, "msg.drain.retired", "closed mailbox's message retired, still linked")
+  X(kMsgDrainRetired, "msg.drain.retired", "closed mailbox's message retired, still linked")   \
+  X(kMsgChanPushClaimed, "chan.push.claimed", "channel slot claimed, position not advanced")   \
+  X(kMsgChanPushWritten, "chan.push.written", "channel payload written, slot not ready")       \
+  X(kMsgChanPopClaimed, "chan.pop.claimed", "channel slot claimed by a popper, not read")      \
+  X(kMsgChanRemoveRetired, "chan.remove.retired", "removed channel's ring retired, entry held")
 
 namespace stoa::internal::crash {
 

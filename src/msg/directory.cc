@@ -37,12 +37,11 @@ namespace stoa::msg {
 
 using internal::SessionCore;
 
-namespace {
-
 Status check_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameBytes || name.find('\0') != std::string_view::npos) {
     return Error(Code::kInvalidArgument,
-                 fmt::format("a mailbox name is 1 to {} bytes without NUL (got {} bytes)",
+                 fmt::format("a mailbox or channel name is 1 to {} bytes without NUL (got {} "
+                             "bytes)",
                              kMaxNameBytes, name.size()));
   }
   return {};
@@ -56,8 +55,6 @@ void copy_name(char* to, std::string_view name) {
   std::memset(to, 0, kMaxNameBytes + 1);
   std::memcpy(to, name.data(), name.size());
 }
-
-}  // namespace
 
 Directory* Mailboxes::dir() const {
   const uint64_t d = c_.root->dir.load(std::memory_order_acquire);  // pairs with dir_or_make

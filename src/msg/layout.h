@@ -3,8 +3,10 @@
 //
 //   MsgRoot      in the roots page (store/layout.h), zero in a fresh store
 //   Directory    one heap block, made by the first session that needs it:
-//                kMaxMailboxes Mailbox entries, then kMaxNames NameEntry
+//                kMaxMailboxes Mailbox entries, then kMaxNames NameEntry,
+//                then kMaxChannels ChannelEntry
 //   MsgHeader    the first 64 bytes of each message block, payload after
+//   ChannelRing  one heap block per channel: its positions, then its slots
 //
 // Every offset is a block body in the data file (region/layout.h); 0 is
 // "none". Lists are singly linked through MsgHeader::next.
@@ -32,6 +34,7 @@ using util::ShmMutex;
 inline constexpr uint32_t kMaxMailboxes = 1024;
 inline constexpr uint32_t kMaxNames = 1024;
 inline constexpr uint32_t kMaxNameBytes = 47;  // a name is 1..47 bytes, any bytes but NUL
+inline constexpr uint32_t kMaxChannels = 256;
 inline constexpr uint64_t kDirMagic = 0x3152'4944'4753'4d53ull;  // "SMSGDIR1"
 
 // The in-flight step of a mailbox's lock holder (Mailbox::op_kind): what a
@@ -110,14 +113,40 @@ struct NameEntry {
 static_assert(sizeof(NameEntry) == 64);
 static_assert(std::is_standard_layout_v<NameEntry>);
 
+// A channel (channel.cc): a named, store-owned ring. The entry never moves
+// (the futex words live here, so that a sleeper needs no pin); the ring
+// block is retired when the channel is removed.
+struct ChannelEntry {
+  char name[kMaxNameBytes + 1];  // dir_lock
+  // dir_lock: BoxState. Stored with release after `ring` (open) and read
+  // with acquire by push/pop, which then read `ring`.
+  std::atomic<uint32_t> state;
+  uint32_t gen;  // dir_lock: bumped when the entry is freed (ids)
+  Offset ring;   // dir_lock: the ChannelRing block; 0 when free
+  // Futex words, as Mailbox's: `avail` bumped after a push (poppers wait
+  // on it), `space` after a pop (pushers of a full ring), both on a
+  // removal or a repair.
+  std::atomic<uint32_t> avail;
+  std::atomic<uint32_t> space;
+  std::atomic<uint32_t> waiters;
+  uint32_t pad0;
+  uint64_t created_ns;  // dir_lock: CLOCK_REALTIME
+  uint64_t reserved[5];
+};
+static_assert(sizeof(ChannelEntry) == 128);
+static_assert(offsetof(ChannelEntry, state) == 48 && offsetof(ChannelEntry, ring) == 56 &&
+              offsetof(ChannelEntry, avail) == 64 && offsetof(ChannelEntry, created_ns) == 80);
+static_assert(std::is_standard_layout_v<ChannelEntry>);
+
 struct Directory {
   uint64_t magic;  // kDirMagic
   uint64_t pad[7];
   Mailbox boxes[kMaxMailboxes];
   NameEntry names[kMaxNames];
+  ChannelEntry chans[kMaxChannels];
 };
 static_assert(offsetof(Directory, boxes) == 64);
-static_assert(sizeof(Directory) == 64 + 256 * kMaxMailboxes + 64 * kMaxNames);
+static_assert(sizeof(Directory) == 64 + 256 * kMaxMailboxes + 64 * kMaxNames + 128 * kMaxChannels);
 static_assert(alignof(Directory) <= 16, "heap block bodies are 16-byte aligned");
 
 // The messaging root in the roots page.
@@ -154,6 +183,70 @@ inline constexpr uint32_t kMsgMagic = 0x4753'4d53;  // "SMSG"
 static_assert(sizeof(MsgHeader) == 64);
 static_assert(std::is_standard_layout_v<MsgHeader>);
 static_assert(alignof(MsgHeader) <= 16, "heap block bodies are 16-byte aligned");
+
+// --- channels -------------------------------------------------------------
+//
+// A ring of `capacity` (a power of two) slots of one stride. Position p
+// (enq counts pushes claimed, deq pops claimed; both only grow) lives in
+// slot p % capacity. Every slot's `word` packs the position it holds or
+// waits for (mod 2^44), its state and the session that claimed it:
+//
+//   bits 63..20  position mod 2^44
+//   bits 19..16  SlotState
+//   bits 15..0   claimant's slot + 1 (kWriting, kReading), else 0
+inline constexpr uint64_t kRingMagic = 0x314e'4148'4347'534dull;  // "MSGCHAN1"
+inline constexpr uint64_t kPosMask = (uint64_t{1} << 44) - 1;
+enum class SlotState : uint32_t {
+  kFree = 0,     // waits for a push at its position
+  kWriting = 1,  // a pusher claimed it and is copying the payload in
+  kReady = 2,    // holds the message at its position
+  kReading = 3,  // a popper claimed it and is copying the payload out
+  kDead = 4,     // its pusher died writing: poppers skip it
+};
+inline uint64_t slot_word(uint64_t pos, SlotState st, uint32_t claimant) {
+  return (pos & kPosMask) << 20 | uint64_t(st) << 16 | claimant;
+}
+inline uint64_t word_pos(uint64_t w) { return w >> 20; }
+inline SlotState word_state(uint64_t w) { return SlotState((w >> 16) & 0xf); }
+inline uint32_t word_claimant(uint64_t w) { return uint32_t(w & 0xffff); }
+static_assert(region::kMaxSlots + 1 <= 0xffff, "a claimant is slot + 1 in 16 bits");
+
+struct ChannelSlot {
+  // acq_rel CAS claims it (pairs with the release store that freed or
+  // filled it); the release store of kReady or kFree pairs with the
+  // acquire load of the next claimant.
+  std::atomic<uint64_t> word;
+  uint64_t tag;      // written by the claiming pusher
+  uint64_t sent_ns;  // CLOCK_REALTIME
+  uint32_t len;      // payload bytes (<= max_message)
+  uint32_t pad;
+  // payload[max_message] follows, up to the stride
+};
+static_assert(sizeof(ChannelSlot) == 32);
+static_assert(std::is_standard_layout_v<ChannelSlot>);
+
+struct ChannelRing {
+  uint64_t magic;        // kRingMagic; the fields to `enq` are fixed at creation
+  uint32_t capacity;     // slots, a power of two
+  uint32_t max_message;  // payload bytes a slot holds
+  uint32_t stride;       // bytes a slot takes: 32 + max_message rounded up to 64
+  uint32_t pad0;
+  uint64_t reserved[5];
+  // Claimed positions. Advanced by CAS from p to p + 1 by the claimant or by
+  // anyone who finds slot p claimed (helping), so a claimant that died
+  // before advancing stalls nobody. 64 bytes apart: pushers and poppers
+  // do not share a line.
+  std::atomic<uint64_t> enq;
+  uint64_t pad1[7];
+  std::atomic<uint64_t> deq;
+  uint64_t pad2[7];
+  // capacity slots of `stride` bytes follow
+};
+static_assert(sizeof(ChannelRing) == 192);
+static_assert(offsetof(ChannelRing, enq) == 64 && offsetof(ChannelRing, deq) == 128);
+static_assert(std::is_standard_layout_v<ChannelRing>);
+static_assert(alignof(ChannelRing) <= 16 && alignof(ChannelSlot) <= 16,
+              "heap block bodies are 16-byte aligned");
 
 // A session as the directory names it: slot + 1 in the high word (so 0 is
 // never a session), generation in the low.

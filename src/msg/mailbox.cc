@@ -62,12 +62,12 @@ Error closed_box(uint64_t id) {
   return Error(Code::kClosed, fmt::format("mailbox {:#x} is closed", id));
 }
 
+}  // namespace
+
 uint64_t deadline_of(int64_t timeout_ns) {
   if (timeout_ns <= 0) return 0;
   return util::mono_ns() + uint64_t(timeout_ns);
 }
-
-}  // namespace
 
 uint32_t Mailboxes::payload_sum(const MsgHeader& h, const char* payload) {
   const uint64_t seed = util::mix64(h.sender ^ (uint64_t{h.len} << 32), h.tag, h.sent_ns);
@@ -120,15 +120,22 @@ void Mailboxes::push_front(Mailbox& b, Offset m) const {
 }
 
 void Mailboxes::wake(Mailbox& b, bool avail, bool space) const {
-  if (avail) b.avail.fetch_add(1);
-  if (space) b.space.fetch_add(1);
-  if (b.waiters.load() == 0) return;
-  if (avail) util::futex_wake(&b.avail);
-  if (space) util::futex_wake(&b.space);
+  wake_words(avail ? &b.avail : nullptr, space ? &b.space : nullptr, b.waiters);
 }
 
-void Mailboxes::wait(Mailbox& b, std::atomic<uint32_t>* word, uint32_t seen, uint64_t deadline_ns,
-                     bool poll) const {
+void wake_words(std::atomic<uint32_t>* avail, std::atomic<uint32_t>* space,
+                std::atomic<uint32_t>& waiters) {
+  // seq_cst: the bump is ordered before the load of waiters, and a sleeper
+  // counts itself before the kernel compares the word (see wait_word).
+  if (avail) avail->fetch_add(1);
+  if (space) space->fetch_add(1);
+  if (waiters.load() == 0) return;
+  if (avail) util::futex_wake(avail);
+  if (space) util::futex_wake(space);
+}
+
+void wait_word(std::atomic<uint32_t>& waiters, std::atomic<uint32_t>* word, uint32_t seen,
+               uint64_t deadline_ns, bool poll) {
   // A short spin first: a reply often arrives within a few microseconds,
   // and a futex sleep and wake cost more than that.
   const uint64_t spin_until = util::mono_ns() + (poll ? UINT64_MAX / 2 : 4'000);
@@ -139,10 +146,10 @@ void Mailboxes::wait(Mailbox& b, std::atomic<uint32_t>* word, uint32_t seen, uin
       for (int i = 0; i < 32; i++) _mm_pause();
       continue;
     }
-    b.waiters.fetch_add(1);
+    waiters.fetch_add(1);
     uint64_t left = deadline_ns == 0 ? 1'000'000'000 : deadline_ns - now;
     util::futex_wait(word, seen, std::min<uint64_t>(left, 1'000'000'000));
-    b.waiters.fetch_sub(1);
+    waiters.fetch_sub(1);
     return;
   }
 }
@@ -213,7 +220,7 @@ Status Mailboxes::send(SessionCore& s, uint64_t to, std::string_view payload, ui
       return Error(Code::kFull, fmt::format("mailbox {:#x} is full ({} messages, {} bytes)", to,
                                             b->max_messages, b->max_bytes));
     }
-    wait(*b, &b->space, seen, deadline, false);
+    wait_word(b->waiters, &b->space, seen, deadline, false);
   }
   wake(*b, true, false);
   return {};
@@ -319,7 +326,7 @@ Result<Delivery> Mailboxes::receive(SessionCore& s, uint64_t box, const RecvSpec
     if (spec.timeout_ns == 0 || (deadline != 0 && util::mono_ns() >= deadline)) {
       return Error(Code::kTimeout, fmt::format("no message in mailbox {:#x}", box));
     }
-    wait(*b, &b->avail, seen, deadline, spec.poll);
+    wait_word(b->waiters, &b->avail, seen, deadline, spec.poll);
   }
 }
 

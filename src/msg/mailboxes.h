@@ -85,9 +85,34 @@ struct Delivery {
 };
 
 struct MsgStats {
-  uint64_t mailboxes = 0;  // open or closed, not yet freed
-  uint64_t messages = 0;   // waiting or leased
-  uint64_t bytes = 0;      // payload bytes waiting
+  uint64_t mailboxes = 0;         // open or closed, not yet freed
+  uint64_t messages = 0;          // waiting or leased
+  uint64_t bytes = 0;             // payload bytes waiting
+  uint64_t channels = 0;          // open or being removed
+  uint64_t channel_messages = 0;  // positions pushed and not yet popped
+};
+
+struct ChanLimits {
+  uint32_t capacity = 0;     // slots: a power of two, 2..kMaxChannelSlots
+  uint32_t max_message = 0;  // payload bytes: 1..kMaxChannelMessage
+};
+inline constexpr uint32_t kMaxChannelSlots = uint32_t{1} << 20;
+inline constexpr uint32_t kMaxChannelMessage = uint32_t{64} << 10;
+
+struct Popped {
+  uint64_t pos = 0;  // the message's position (pushes before it)
+  uint64_t tag = 0;
+  uint64_t sent_ns = 0;
+};
+
+struct ChanInfo {
+  uint64_t id = 0;
+  std::string name;
+  bool closed = false;
+  uint32_t capacity = 0, max_message = 0;
+  uint64_t pushed = 0;  // positions claimed by pushers (enq)
+  uint64_t popped = 0;  // positions claimed by poppers (deq)
+  uint64_t created_ns = 0;
 };
 
 struct BoxInfo {
@@ -101,6 +126,24 @@ struct BoxInfo {
   uint64_t oldest_sent_ns = 0;  // 0 when empty
   uint64_t sends = 0, receives = 0, redeliveries = 0;
 };
+
+// Shared by mailbox.cc, directory.cc and channel.cc.
+// A name is 1..kMaxNameBytes bytes without NUL (kInvalidArgument).
+Status check_name(std::string_view name);
+bool name_is(const char* stored, std::string_view name);
+void copy_name(char* to, std::string_view name);
+// The mono_ns deadline of a timeout (0: none; <= 0 timeouts have none).
+uint64_t deadline_of(int64_t timeout_ns);
+// Bumps the futex words given (non-null), then wakes their sleepers when
+// `waiters` counts any.
+void wake_words(std::atomic<uint32_t>* avail, std::atomic<uint32_t>* space,
+                std::atomic<uint32_t>& waiters);
+// Waits for *word to leave `seen` until `deadline_ns` (0: no end): spins a
+// few microseconds (without end when `poll`), then sleeps on the futex,
+// counted in `waiters`. Returns at a change, the deadline, or after at most
+// a second asleep (callers recheck).
+void wait_word(std::atomic<uint32_t>& waiters, std::atomic<uint32_t>* word, uint32_t seen,
+               uint64_t deadline_ns, bool poll);
 
 class Mailboxes {
  public:
@@ -142,6 +185,26 @@ class Mailboxes {
   // `s`: acked already, or redelivered after this session was presumed dead).
   Status ack(internal::SessionCore& s, uint64_t box, Offset msg, uint64_t seq);
   Status release(internal::SessionCore& s, uint64_t box, Offset msg, uint64_t seq);
+
+  // --- channels (channel.cc) -------------------------------------------
+  // The channel named `name`, made with `l` when there is none. Errors:
+  // kInvalidArgument (a bad name or limits), kFull (kMaxChannels in use, or
+  // the store).
+  Result<uint64_t> channel(internal::SessionCore& s, std::string_view name, const ChanLimits& l);
+  // Errors: kNotFound (no such channel), kClosed (removed meanwhile, or
+  // `s` closed), kInvalidArgument (larger than max_message), kFull (full
+  // after the timeout: 0 is none, < 0 without end).
+  Status push(internal::SessionCore& s, uint64_t ch, std::string_view payload, uint64_t tag,
+              int64_t timeout_ns, bool poll);
+  // The oldest message, into *payload (its capacity reused). Errors:
+  // kTimeout, kNotFound, kClosed, kCorrupt (a slot's length past its
+  // size: the slot is skipped).
+  Result<Popped> pop(internal::SessionCore& s, uint64_t ch, std::string* payload,
+                     int64_t timeout_ns, bool poll);
+  // Closes the channel: blocked pushers and poppers get kClosed, its ring
+  // (and the messages in it) are retired. Errors: kNotFound.
+  Status remove_channel(internal::SessionCore& s, uint64_t ch);
+  Result<std::vector<ChanInfo>> channels(internal::SessionCore& s);
 
   // --- lifecycle (msg_recovery.cc) ------------------------------------
   // Session `s` closes: its mailboxes close and are freed, its names and
@@ -193,10 +256,17 @@ class Mailboxes {
   // slot < 0) back to the front. Holding b.lock.
   void requeue_leases(Mailbox& b, int64_t slot) const;
   Status drain_box(internal::SessionCore& s, Mailbox& b) const;
+  // channel.cc helpers.
+  ChannelRing* ring_of(const ChannelEntry& e) const;  // nullptr: not a sound ring
+  // Resolves the slots claimed by `slot` (every claimed slot when
+  // slot < 0): a half-written push becomes kDead, a half-read pop kFree.
+  void repair_ring(ChannelEntry& e, int64_t slot) const;
+  // Holding dir_lock: a closed channel's ring retired through `s`, the
+  // entry freed; a half-removed entry (ring no longer live) freed.
+  Status finish_remove_locked(internal::SessionCore& s, ChannelEntry& e) const;
+  void repair_chans(Directory& d) const;
+  uint64_t verify_chans(Directory& d, std::vector<std::string>* problems) const;
   void wake(Mailbox& b, bool avail, bool space) const;
-  // Waits for *word to leave `seen` until `deadline_ns` (0: no end).
-  void wait(Mailbox& b, std::atomic<uint32_t>* word, uint32_t seen, uint64_t deadline_ns,
-            bool poll) const;
   Status take(internal::SessionCore& s, Mailbox& b, Offset m, Offset prev, bool lease,
               Delivery* out) const;
   Status finish_lease(internal::SessionCore& s, uint64_t box, Offset msg, uint64_t seq, bool ack);

@@ -108,6 +108,7 @@ void Mailboxes::repair_dir() const {
     }
   }
   c_.root->dir_pending = 0;
+  if (Directory* d = dir(); d != nullptr) repair_chans(*d);
 }
 
 void Mailboxes::requeue_leases(Mailbox& b, int64_t slot) const {
@@ -177,6 +178,10 @@ Status Mailboxes::drain_closed_locked(SessionCore& s) {
     BoxLock lock(*this, b);
     STOA_TRY(drain_box(s, b));
   }
+  for (ChannelEntry& e : d->chans) {
+    if (e.state.load(std::memory_order_relaxed) != uint32_t(BoxState::kClosed)) continue;
+    STOA_TRY(finish_remove_locked(s, e));  // a remover died before the retire
+  }
   return {};
 }
 
@@ -237,6 +242,9 @@ void Mailboxes::recover_dead(uint32_t slot) {
     }
     requeue_leases(b, slot);
   }
+  for (ChannelEntry& e : d->chans) {
+    if (e.state.load(std::memory_order_relaxed) == uint32_t(BoxState::kOpen)) repair_ring(e, slot);
+  }
 }
 
 void Mailboxes::recover_alone() {
@@ -259,6 +267,9 @@ void Mailboxes::recover_alone() {
       close_locked(*d, b, i);
     }
     requeue_leases(b, -1);
+  }
+  for (ChannelEntry& e : d->chans) {
+    if (e.state.load(std::memory_order_relaxed) == uint32_t(BoxState::kOpen)) repair_ring(e, -1);
   }
 }
 
@@ -317,7 +328,7 @@ uint64_t Mailboxes::verify(std::vector<std::string>* problems) {
     }
     total += n + leased;
   }
-  return total;
+  return total + verify_chans(*d, problems);
 }
 
 MsgStats Mailboxes::stats() const {
@@ -330,6 +341,15 @@ MsgStats Mailboxes::stats() const {
     out.messages +=
         b.count.load(std::memory_order_relaxed) + b.nleased.load(std::memory_order_relaxed);
     out.bytes += b.bytes.load(std::memory_order_relaxed);
+  }
+  for (const ChannelEntry& e : d->chans) {
+    if (e.state.load(std::memory_order_relaxed) == uint32_t(BoxState::kFree)) continue;
+    out.channels++;
+    if (const ChannelRing* r = ring_of(e); r != nullptr) {
+      const uint64_t enq = r->enq.load(std::memory_order_relaxed);
+      const uint64_t deq = r->deq.load(std::memory_order_relaxed);
+      out.channel_messages += enq > deq ? enq - deq : 0;
+    }
   }
   return out;
 }

@@ -17,13 +17,15 @@ namespace stoa::internal {
 
 namespace {
 
-// --- msg: mailboxes ---------------------------------------------------------
+// --- msg: mailboxes and channels ---------------------------------------------
 
 // Every mailbox lock is taken (repairing what the dead owner left mid-step)
 // before the heap below reclaims its blocks; its mailboxes close, its names
-// and leases go (msg_recovery.cc).
+// and leases go, the channel slots it held claimed are resolved
+// (msg_recovery.cc, channel.cc).
 void msg_recover_dead(StoreImpl& s, const DeadSlot& d) { s.msgs().recover_dead(d.slot); }
-// The closed mailboxes' messages are freed through the heir.
+// The closed mailboxes' messages, and half-removed channels' rings, are
+// freed through the heir.
 Status msg_adopt_dead(StoreImpl& s, const DeadSlot&, SessionCore& heir) {
   return s.msgs().drain_closed(heir);
 }
@@ -32,6 +34,8 @@ void msg_stats(StoreImpl& s, StoreStats& out) {
   out.mailboxes = m.mailboxes;
   out.messages = m.messages;
   out.message_bytes = m.bytes;
+  out.channels = m.channels;
+  out.channel_messages = m.channel_messages;
 }
 void msg_verify(StoreImpl& s, VerifyReport& rep) { rep.messages = s.msgs().verify(&rep.problems); }
 
