@@ -56,11 +56,13 @@ constexpr const char* kPing = "bench-ping";
 constexpr const char* kPong = "bench-pong";
 constexpr uint64_t kQueueDepth = 4096;
 
-enum class Sys { kStoa, kSocketpair, kBoost, kZmq };
+enum class Sys { kStoa, kStoaChannel, kSocketpair, kBoost, kZmq };
 const char* sys_name(Sys s) {
   switch (s) {
     case Sys::kStoa:
       return "stoa";
+    case Sys::kStoaChannel:
+      return "stoa-channel";
     case Sys::kSocketpair:
       return "socketpair";
     case Sys::kBoost:
@@ -71,7 +73,7 @@ const char* sys_name(Sys s) {
   return "?";
 }
 bool parse_sys(const std::string& s, Sys* out) {
-  for (Sys c : {Sys::kStoa, Sys::kSocketpair, Sys::kBoost, Sys::kZmq})
+  for (Sys c : {Sys::kStoa, Sys::kStoaChannel, Sys::kSocketpair, Sys::kBoost, Sys::kZmq})
     if (s == sys_name(c)) return *out = c, true;
   return false;
 }
@@ -108,7 +110,8 @@ class StoaLink : public Link {
  public:
   // `out`/`in`: the queue names this side sends to / receives from ("" for
   // none).
-  StoaLink(const std::string& dir, const char* out, const char* in, bool poll) {
+  StoaLink(const std::string& dir, const char* out, const char* in, bool poll, bool channel = false)
+      : channel_(channel) {
     stoa::Options o;
     o.create_if_missing = true;
     o.max_size = kStoaMaxSize;
@@ -123,21 +126,40 @@ class StoaLink : public Link {
     stoa::MailboxOptions mo;
     mo.max_messages = kQueueDepth;
     mo.max_bytes = uint64_t{256} << 20;
-    if (*out) out_ = queue(out, mo);
-    if (*in) in_ = queue(in, mo);
+    if (channel) {
+      if (*out) cout_ = chan(out);
+      if (*in) cin_ = chan(in);
+    } else {
+      if (*out) out_ = queue(out, mo);
+      if (*in) in_ = queue(in, mo);
+    }
     ropts_.timeout = kStall;
     ropts_.poll = poll;
     sopts_.timeout = std::chrono::nanoseconds(-1);
+    pop_.timeout = kStall;
+    pop_.poll = poll;
+    push_.timeout = std::chrono::nanoseconds(-1);
+    push_.poll = poll;
   }
   ~StoaLink() override {
     session_.reset();
     store_.reset();
   }
   void send(const char* p, size_t n) override {
+    if (channel_) {
+      stoa::Status s = session_->push(cout_, std::string_view(p, n), push_);
+      if (!s.ok()) die("Session::push: " + s.error().to_string());
+      return;
+    }
     stoa::Status s = session_->send(out_, std::string_view(p, n), sopts_);
     if (!s.ok()) die("Session::send: " + s.error().to_string());
   }
   void recv(std::string* out) override {
+    if (channel_) {
+      auto r = session_->pop(cin_, out, pop_);
+      if (!r.ok()) die("Session::pop: " + r.error().to_string());
+      return;
+    }
     auto m = session_->receive(in_, ropts_);
     if (!m.ok()) die("Session::receive: " + m.error().to_string());
     *out = std::move(m.value().payload);
@@ -149,11 +171,20 @@ class StoaLink : public Link {
     if (!q.ok()) die(std::string("Session::queue ") + name + ": " + q.error().to_string());
     return q.value();
   }
+  stoa::ChannelId chan(const char* name) {
+    auto c = session_->channel(name, {.capacity = uint32_t(kQueueDepth), .max_message = 64});
+    if (!c.ok()) die(std::string("Session::channel ") + name + ": " + c.error().to_string());
+    return c.value();
+  }
+  bool channel_;
   std::unique_ptr<stoa::Store> store_;
   std::optional<stoa::Session> session_;
   stoa::MailboxId out_{}, in_{};
+  stoa::ChannelId cout_{}, cin_{};
   stoa::ReceiveOptions ropts_;
   stoa::SendOptions sopts_;
+  stoa::PopOptions pop_;
+  stoa::PushOptions push_;
 };
 
 // --- Unix socketpair ------------------------------------------------------------
@@ -339,6 +370,8 @@ std::unique_ptr<Link> echo_link(Sys sys, const Names& nm, size_t size, bool poll
   switch (sys) {
     case Sys::kStoa:
       return std::make_unique<StoaLink>(nm.dir, kPong, kPing, poll);
+    case Sys::kStoaChannel:
+      return std::make_unique<StoaLink>(nm.dir, kPong, kPing, poll, true);
     case Sys::kSocketpair:
       return std::make_unique<SocketLink>(fd, poll);
     case Sys::kBoost:
@@ -386,6 +419,9 @@ PingResult pingpong_side(const Config& cfg, Sys sys, size_t size, bool poll) {
   switch (sys) {
     case Sys::kStoa:
       link = std::make_unique<StoaLink>(nm.dir, kPing, kPong, poll);
+      break;
+    case Sys::kStoaChannel:
+      link = std::make_unique<StoaLink>(nm.dir, kPing, kPong, poll, true);
       break;
     case Sys::kSocketpair:
       // sv[1] is inherited by the child (no SOCK_CLOEXEC); sv[0] is ours.
@@ -453,12 +489,24 @@ void pingpong(const Config& cfg, Reporter& rep) {
       PingResult stoa = pingpong_side(cfg, Sys::kStoa, size, poll);
       rep.figure(w, "stoa", stoa.median_ns, "ns/rtt");
       rep.note(w, "stoa p99", stoa.p99_ns.median, "ns/rtt");
+      // Channels hold at most 64 KiB a message: the small size only.
+      const bool chan = size <= 64;
+      PingResult ring;
+      if (chan) {
+        ring = pingpong_side(cfg, Sys::kStoaChannel, size, poll);
+        rep.figure(w, "stoa-channel", ring.median_ns, "ns/rtt");
+        rep.note(w, "stoa-channel p99", ring.p99_ns.median, "ns/rtt");
+      }
       for (Sys s : {Sys::kSocketpair, Sys::kBoost, Sys::kZmq}) {
         PingResult r = pingpong_side(cfg, s, size, poll);
         rep.figure(w, sys_name(s), r.median_ns, "ns/rtt");
         rep.note(w, std::string(sys_name(s)) + " p99", r.p99_ns.median, "ns/rtt");
         rep.compare(w, sys_name(s),
                     stoa.median_ns.median > 0 ? r.median_ns.median / stoa.median_ns.median : 0);
+        if (chan) {
+          rep.compare(w + "-channel", sys_name(s),
+                      ring.median_ns.median > 0 ? r.median_ns.median / ring.median_ns.median : 0);
+        }
       }
     }
   }
@@ -486,6 +534,9 @@ int msg_produce(const std::vector<std::string>& a) {
   switch (sys) {
     case Sys::kStoa:
       link = std::make_unique<StoaLink>(nm.dir, kPing, "", false);
+      break;
+    case Sys::kStoaChannel:
+      link = std::make_unique<StoaLink>(nm.dir, kPing, "", false, true);
       break;
     case Sys::kBoost:
       link = std::make_unique<BoostLink>(nm.boost_ping, "", kSmall, kQueueDepth, false, false);
@@ -517,6 +568,9 @@ double throughput_trial(const Config& cfg, Sys sys, int producers, uint64_t tota
   switch (sys) {
     case Sys::kStoa:
       link = std::make_unique<StoaLink>(nm.dir, "", kPing, false);
+      break;
+    case Sys::kStoaChannel:
+      link = std::make_unique<StoaLink>(nm.dir, "", kPing, false, true);
       break;
     case Sys::kBoost:
       link = std::make_unique<BoostLink>("", nm.boost_ping, kSmall, kQueueDepth, true, false);
@@ -573,10 +627,13 @@ void throughput(const Config& cfg, Reporter& rep) {
     };
     Stats stoa = side(Sys::kStoa);
     rep.figure(w, "stoa", stoa, "msgs/s");
+    Stats ring = side(Sys::kStoaChannel);
+    rep.figure(w, "stoa-channel", ring, "msgs/s");
     for (Sys s : {Sys::kBoost, Sys::kZmq}) {
       Stats r = side(s);
       rep.figure(w, sys_name(s), r, "msgs/s");
       rep.compare(w, sys_name(s), r.median > 0 ? stoa.median / r.median : 0);
+      rep.compare(w + "-channel", sys_name(s), r.median > 0 ? ring.median / r.median : 0);
     }
   }
 }
