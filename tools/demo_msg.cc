@@ -6,7 +6,9 @@
 // survivor reclaims its session, and another worker answers it. The phase
 // passes when every job was answered with the right checksum (a job may be
 // answered twice: leases deliver at least once), the queue is empty and the
-// store verifies sound.
+// store verifies sound. Workers also push each finished job's number to the
+// channel 'demo.done' (a ring, no allocation per message); the parent pops
+// them at the end and finds every job there.
 #include <signal.h>
 
 #include <chrono>
@@ -39,9 +41,13 @@ uint64_t payload_sum(const std::string& p) {
   return h;
 }
 
+constexpr uint32_t kDoneSlots = 1024;  // more than kJobs plus the redelivered ones
+
 int mail_worker(Session& s, ChildBoard* board) {
   auto jobs = s.queue("demo.jobs");
   if (!jobs.ok()) return note(board, "queue: " + jobs.error().to_string()), 1;
+  auto done = s.channel("demo.done", {.capacity = kDoneSlots, .max_message = 32});
+  if (!done.ok()) return note(board, "channel: " + done.error().to_string()), 1;
   ReceiveOptions ro;
   ro.timeout = std::chrono::milliseconds(200);
   ro.lease = true;
@@ -59,6 +65,8 @@ int mail_worker(Session& s, ChildBoard* board) {
     Status st = s.send(m->sender, fmt::format("{}:{}", n, payload_sum(m->payload)),
                        {.timeout = std::chrono::seconds(5)});
     if (!st.ok()) return note(board, "reply: " + st.error().to_string()), 1;
+    st = s.push(*done, std::to_string(n), {.timeout = std::chrono::seconds(5)});
+    if (!st.ok()) return note(board, "push: " + st.error().to_string()), 1;
     if (Status a = s.ack(*m); !a.ok()) return note(board, "ack: " + a.error().to_string()), 1;
   }
 }
@@ -77,6 +85,8 @@ int Demo::mail() {
   if (!jobs.ok()) return report(jobs.error());
   auto replies = s->create_mailbox({.max_messages = kJobs * 2});
   if (!replies.ok()) return report(replies.error());
+  auto done = s->channel("demo.done", {.capacity = kDoneSlots, .max_message = 32});
+  if (!done.ok()) return report(done.error());
 
   auto boards = mail_map_.map<ChildBoard>(kMailWorkers, "mailbox boards");
   if (!boards.ok()) return report(boards.error());
@@ -162,6 +172,19 @@ int Demo::mail() {
     failures.push_back(
         fmt::format("the queue still holds {} messages, {} leased", info->messages, info->leased));
   }
+  std::vector<uint32_t> pushed(kJobs, 0);
+  uint64_t pops = 0, in_ring = 0;
+  std::string item;
+  while (s->pop(*done, &item, {.timeout = std::chrono::nanoseconds(0)}).ok()) {
+    pops++;
+    const uint64_t n = std::strtoull(item.c_str(), nullptr, 10);
+    if (n < kJobs && pushed[n]++ == 0) in_ring++;
+  }
+  fmt::print("channel 'demo.done': {} pushes popped, {} distinct jobs\n", pops, in_ring);
+  if (in_ring != kJobs) {
+    failures.push_back(fmt::format("the channel named {} of {} jobs", in_ring, kJobs));
+  }
+  if (Status st = s->remove_channel(*done); !st.ok()) return report(st.error());
   if (Status st = s->remove_mailbox(*jobs); !st.ok()) return report(st.error());
   if (Status st = s->close(); !st.ok()) return report(st.error());
   if (int rc = verify_store(failures); rc != kExitOk) return rc;
