@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "msg_test_util.h"
 #include "stoa/store.h"
 #include "test_util.h"
 
@@ -25,20 +26,8 @@ using namespace stoa::test;
 using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 
-Options opts() {
-  Options o;
-  o.create_if_missing = true;
-  o.durability = Durability::kNone;
-  o.watchdog_interval = milliseconds(0);  // children fork from this process (TSan)
-  o.log_threads = false;
-  return o;
-}
-
-std::unique_ptr<Store> open_store(const std::string& path) {
-  auto s = Store::open(path, opts());
-  EXPECT_TRUE(s.ok()) << err(s);
-  return s.ok() ? std::move(*s) : nullptr;
-}
+Options opts() { return msg_opts(); }
+std::unique_ptr<Store> open_store(const std::string& path) { return open_msg_store(path); }
 
 PopOptions within(milliseconds t) {
   PopOptions p;
