@@ -282,7 +282,7 @@ TEST(ChanKill, RandomKillsTearNothingAndLoseOnlyWhatADeadPopperHeld) {
     start(k);
   }
   kids.kill_all();
-  for (int k = kProducers; k < kProducers + kConsumers; k++) consumer_kills++;  // kill_all
+  consumer_kills += kConsumers;  // kill_all
   for (int p = 0; p < kProducers; p++) in_flight[p].insert(ctl->sent[p].load());
   ASSERT_TRUE((*store)->reap_dead_sessions().ok());
   auto s = (*store)->session();

@@ -88,6 +88,14 @@ inline void advance(std::atomic<uint64_t>& at, uint64_t p) {
 }
 uint32_t claimant_of(const SessionCore& s) { return s.slot() + 1; }
 
+// Holding dir_lock: the entry is free, and its old id names nothing.
+void free_entry(ChannelEntry& e) {
+  e.ring = 0;
+  e.gen++;
+  std::memset(e.name, 0, sizeof e.name);
+  e.state.store(uint32_t(BoxState::kFree), std::memory_order_release);
+}
+
 Error no_channel(uint64_t id) {
   return Error(Code::kNotFound, fmt::format("no channel {:#x}", id));
 }
@@ -322,10 +330,7 @@ Status Mailboxes::finish_remove_locked(SessionCore& s, ChannelEntry& e) const {
     if (t.ok() && t->state == region::BlockState::kLive) STOA_TRY(s.retire_deferred(e.ring));
   }
   STOA_CRASH_POINT(kMsgChanRemoveRetired);
-  e.ring = 0;
-  e.gen++;
-  std::memset(e.name, 0, sizeof e.name);
-  e.state.store(uint32_t(BoxState::kFree), std::memory_order_release);
+  free_entry(e);
   return {};
 }
 
@@ -399,11 +404,7 @@ void Mailboxes::repair_chans(Directory& d) const {
         e.ring = 0;
       }
     } else if (st == BoxState::kClosed && !live) {
-      // A remover died after the retire.
-      e.ring = 0;
-      e.gen++;
-      std::memset(e.name, 0, sizeof e.name);
-      e.state.store(uint32_t(BoxState::kFree), std::memory_order_release);
+      free_entry(e);  // a remover died after the retire
     }
   }
 }
